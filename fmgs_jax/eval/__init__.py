@@ -1,1 +1,18 @@
+"""Evaluation: metrics, metrics.json reports, mesh and surfel exports, visual outputs."""
 
+from fmgs_jax.eval.metrics import (
+    chamfer_fscore,
+    confusion_matrix,
+    crop_to_bbox,
+    depth_errors,
+    image_metrics,
+    mask_bbox,
+    masked_psnr,
+    mesh_chamfer_fscore,
+    normal_angular_error,
+    part_miou,
+    psnr,
+    sample_surface,
+    ssim,
+)
+from fmgs_jax.eval.report import metrics_report, write_metrics_json
