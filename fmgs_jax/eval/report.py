@@ -38,8 +38,7 @@ RUN_KEYS = ("train_steps", "train_seconds")
 Frame = Mapping[str, float | None]
 
 
-def _mean_metrics(frames: Sequence[Frame]) -> dict[str, float | None]:
-  keys = list(FRAME_KEYS) + sorted({k for f in frames for k in f} - set(FRAME_KEYS))
+def _mean_metrics(frames: Sequence[Frame], keys: Sequence[str]) -> dict[str, float | None]:
   out: dict[str, float | None] = {}
   for k in keys:
     vals = [float(f[k]) for f in frames if f.get(k) is not None]
@@ -65,10 +64,11 @@ def metrics_report(frames_by_split: Mapping[str, Sequence[Frame]], train_steps: 
   if not frames_by_split or not any(frames_by_split.values()):
     raise ValueError("metrics_report: no evaluated frame in any split")
   all_frames = [f for frames in frames_by_split.values() for f in frames]
-  report: dict[str, Any] = _mean_metrics(all_frames)
+  keys = list(FRAME_KEYS) + sorted({k for f in all_frames for k in f} - set(FRAME_KEYS))
+  report: dict[str, Any] = _mean_metrics(all_frames, keys)
   report["train_steps"] = int(train_steps)
   report["train_seconds"] = float(train_seconds)
-  report["splits"] = {name: _mean_metrics(frames) for name, frames in frames_by_split.items()}
+  report["splits"] = {name: _mean_metrics(frames, keys) for name, frames in frames_by_split.items()}
   return report
 
 
