@@ -17,3 +17,14 @@ from fmgs_jax.eval.metrics import (
     ssim,
 )
 from fmgs_jax.eval.report import metrics_report, write_metrics_json
+from fmgs_jax.eval.visualize import (
+    SAPIENS_CLASSES,
+    SAPIENS_PALETTE,
+    colorize_depth,
+    colorize_normals,
+    colorize_semantics,
+    comparison_grid,
+    image_grid,
+    write_png,
+    write_video,
+)
