@@ -38,6 +38,109 @@ def get_config() -> ml_collections.ConfigDict:
   c.render.near = 0.01
   c.render.far = 100.0
 
+  # Learned fields (fmgs_jax/fields). Where the paper gives no value, 3DGS-Avatar's published defaults.
+  c.model = ml_collections.ConfigDict()
+  c.model.bbox_padding = 0.1  # metres added around the template's box for the grids (3DGS-Avatar: 0.1)
+  # Geometry, appearance and semantic grids: 16 levels x 2 = 32-dim features (paper), 3DGS-Avatar's grid.
+  c.model.grid = ml_collections.ConfigDict()
+  c.model.grid.num_levels = 16  # L (3DGS-Avatar)
+  c.model.grid.features_per_level = 2  # F; L * F = 32 features per field (paper)
+  c.model.grid.log2_table_size = 16  # rows per level = 2^16 (3DGS-Avatar)
+  c.model.grid.base_resolution = 16  # coarsest level (3DGS-Avatar)
+  c.model.grid.max_resolution = 2048  # finest level (3DGS-Avatar)
+  # Skinning field's own grid: coarse and small so the weights stay smooth (our choice; 3DGS-Avatar's
+  # skinning MLP reads coordinates directly).
+  c.model.skinning_grid = ml_collections.ConfigDict()
+  c.model.skinning_grid.num_levels = 8  # L
+  c.model.skinning_grid.features_per_level = 2  # F
+  c.model.skinning_grid.log2_table_size = 14  # rows per level = 2^14
+  c.model.skinning_grid.base_resolution = 8  # coarsest level
+  c.model.skinning_grid.max_resolution = 128  # finest level
+  c.model.pose_latent_dim = 16  # Z_p size (our choice; 3DGS-Avatar's latent_dim: 16)
+  c.model.pose_hidden = (128,)  # pose-encoder MLP hidden widths (our choice)
+  c.model.geometry_hidden = (128, 128, 128)  # geometry-residual MLP (3DGS-Avatar non-rigid: 3 x 128)
+  c.model.geometry_latent_dim = 16  # z_g size (3DGS-Avatar non_rigid_dim: 16)
+  c.model.max_rotation = 0.35  # bound of ||delta_r|| in radians: the normal tilts <= 20 deg (our choice)
+  c.model.appearance_hidden = 64  # the single hidden layer of the colour MLP (paper: 64)
+  c.model.view_frequencies = 4  # frequencies of the view-direction encoding (our choice)
+  c.model.num_classes = 28  # Sapiens body-part classes
+  c.model.semantic_hidden = (64,)  # semantic MLP hidden widths (our choice)
+  c.model.skinning_hidden = (128, 128, 128, 128)  # skinning MLP (paper and 3DGS-Avatar: 4 x 128)
+
+  # Loss weights (fmgs_jax/train/losses.py); weight 0 removes a term (the prior ablations). The paper
+  # gives no prior weights: the marked ones are starting points to be chosen on the synthetic capture.
+  c.loss = ml_collections.ConfigDict()
+  c.loss.rgb = ml_collections.ConfigDict()
+  c.loss.rgb.weight = 1.0  # photometric loss
+  c.loss.rgb.ssim_weight = 0.2  # L = (1 - w) L1 + w (1 - SSIM), paper: 0.8 / 0.2
+  c.loss.mask = ml_collections.ConfigDict()
+  c.loss.mask.weight = 0.1  # BCE of rendered opacity vs mask (3DGS-Avatar lambda_mask: 0.1)
+  c.loss.depth = ml_collections.ConfigDict()
+  c.loss.depth.weight = 0.1  # ordinal depth ranking vs the prior (starting point, to be tuned)
+  c.loss.depth.alpha = 10.0  # tanh sharpness (paper: 10)
+  c.loss.depth.num_pairs = 4096  # random pixel pairs inside the mask per image
+  c.loss.normal_depth = ml_collections.ConfigDict()
+  c.loss.normal_depth.weight = 0.05  # L_sn, rendered normal vs depth normal (2DGS normal consistency: 0.05)
+  c.loss.normal_prior = ml_collections.ConfigDict()
+  c.loss.normal_prior.weight = 0.1  # L_n, 1 - cos vs the prior normal (starting point, to be tuned)
+  c.loss.normal_tv = ml_collections.ConfigDict()
+  c.loss.normal_tv.weight = 0.01  # L_tv of the rendered normal map (starting point, to be tuned)
+  c.loss.semantic = ml_collections.ConfigDict()
+  c.loss.semantic.weight = 0.1  # cross-entropy vs the prior part map (starting point, to be tuned)
+  c.loss.semantic_reg = ml_collections.ConfigDict()
+  c.loss.semantic_reg.weight = 0.01  # L_reg, same-class semantic features stay close (starting point)
+  c.loss.skin = ml_collections.ConfigDict()
+  c.loss.skin.weight = 0.1  # L_skin vs template weights (3DGS-Avatar anneals 10 -> 0.1; its final value)
+  c.loss.iso = ml_collections.ConfigDict()
+  c.loss.iso.weight = 1.0  # L_iso, neighbour distances kept (3DGS-Avatar lambda_aiap_xyz: 1.0)
+
+  # Selective gradient isolation (fmgs_jax/train/isolation.py): the paper's table. `quantities[loss]`
+  # names the surfel quantities (inputs of the rasterizer or of the loss) the loss may send gradient
+  # through, comma-separated, "*" = all; `groups[loss]` likewise names optimiser parameter groups
+  # (c.optim.groups). Quantity names: means, rotations, scales, opacities, colors, semantics, plus what
+  # the regularisers read (skinning_weights, semantic_features, ...).
+  c.isolation = ml_collections.ConfigDict()
+  c.isolation.enabled = True  # False: every loss updates everything (the plain summed gradient)
+  c.isolation.quantities = ml_collections.ConfigDict()
+  c.isolation.quantities.rgb = "*"  # photometric: what it touches
+  c.isolation.quantities.mask = "*"  # mask: what it touches
+  c.isolation.quantities.depth = "means"  # depth: position only (blocked to rotation)
+  c.isolation.quantities.normal_depth = "rotations"  # normals: rotation only (blocked to position)
+  c.isolation.quantities.normal_prior = "rotations"  # normals: rotation only
+  c.isolation.quantities.normal_tv = "rotations"  # normals: rotation only
+  c.isolation.quantities.semantic = "semantics"  # semantics: semantic field only
+  c.isolation.quantities.semantic_reg = "*"  # regulariser: what it touches
+  c.isolation.quantities.skin = "*"  # regulariser: what it touches
+  c.isolation.quantities.iso = "*"  # regulariser: what it touches
+  c.isolation.groups = ml_collections.ConfigDict()
+  for name in c.isolation.quantities:
+    c.isolation.groups[name] = "*"  # the paper restricts quantities, not parameter groups
+
+  # Optimiser (fmgs_jax/train/optim.py): Adam per parameter group; a parameter joins the group whose
+  # `pattern` (a regex searched in its "/"-joined path) matches; exactly one must match. Learning rates
+  # are 3DGS-Avatar's; `lr_final` > 0 decays exponentially from `lr` to it over `decay_steps`
+  # (0 = c.train.steps). Avatar parameter paths: fields/params/<Fields submodule>/..., surfels/<name>
+  # for per-surfel free parameters, pose_refine/... for per-frame pose corrections.
+  c.optim = ml_collections.ConfigDict()
+  c.optim.b1 = 0.9  # Adam
+  c.optim.b2 = 0.999  # Adam
+  c.optim.eps = 1e-15  # Adam epsilon (3DGS / 3DGS-Avatar)
+  c.optim.clip_norm = 0.0  # per-group gradient-norm clip, 0 = off (3DGS-Avatar clips networks at 0.1)
+  c.optim.groups = ml_collections.ConfigDict()
+
+  def group(pattern, lr, lr_final=0.0, decay_steps=0):
+    return ml_collections.ConfigDict(dict(pattern=pattern, lr=lr, lr_final=lr_final,
+                                          decay_steps=decay_steps))
+
+  c.optim.groups.position = group(r"^surfels/(means|offsets?)$", 1.6e-4, 1.6e-6)  # 3DGS-Avatar position
+  c.optim.groups.opacity = group(r"^surfels/opacit", 0.05)  # 3DGS-Avatar opacity_lr
+  c.optim.groups.scaling = group(r"^surfels/scal", 0.005)  # 3DGS-Avatar scaling_lr
+  c.optim.groups.non_rigid = group(r"/(geometry_grid|geometry_mlp|pose_encoder)/", 1e-3)  # non_rigid_lr
+  c.optim.groups.skinning = group(r"/skinning_(grid|mlp)/", 1e-4)  # 3DGS-Avatar rigid_lr
+  c.optim.groups.appearance = group(r"/appearance_(grid|mlp)/", 1e-3)  # 3DGS-Avatar texture_lr
+  c.optim.groups.semantics = group(r"/semantic_(grid|mlp)/", 1e-3)  # no counterpart; as appearance
+  c.optim.groups.pose_refine = group(r"^pose_refine(/|$)", 1e-4)  # 3DGS-Avatar pose_correction_lr
+
   # Training (fmgs_jax/train).
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
@@ -48,5 +151,16 @@ def get_config() -> ml_collections.ConfigDict:
   # Evaluation (fmgs_jax/eval).
   c.eval = ml_collections.ConfigDict()
   c.eval.lpips_weights = ""  # local LPIPS weights; "" reports lpips as null
+  c.eval.image_protocol = "auto"  # bbox (crop to GT-mask box) | full | auto (zju -> bbox, others -> full)
+  c.eval.bbox_pad = 0  # pixels added around the GT-mask bounding box under the bbox protocol
+  c.eval.depth_align = "scale_shift"  # none | scale | scale_shift: fit of rendered depth before depth errors
+  c.eval.chamfer_samples = 100_000  # surface points sampled per mesh for Chamfer / F-score
+  c.eval.fscore_threshold = 0.01  # F-score distance threshold, metres
+  c.eval.depth_percentiles = (1.0, 99.0)  # robust range of the depth colour map (percentiles inside the mask)
+  c.eval.normal_convention = "opencv"  # axes of the normal colour map: opencv (renderer camera) | opengl
+  c.eval.video_fps = 30.0  # frames per second of orbit / novel-pose videos
+  c.eval.video_quality = 8.0  # imageio-ffmpeg quality, 0 (worst) to 10 (best)
+  c.eval.surfel_thickness = 1e-3  # exported scale_2 = thickness * min in-plane scale; 0 writes two scales (2DGS)
+  c.eval.surfel_rest_sh = 0  # zero f_rest_* properties in the surfel PLY (45 for SH-degree-3 loaders)
 
   return c
