@@ -12,6 +12,7 @@ from fmgs_jax.eval.metrics import (
     mesh_chamfer_fscore,
     normal_angular_error,
     part_miou,
+    protocol_for_dataset,
     psnr,
     sample_surface,
     ssim,

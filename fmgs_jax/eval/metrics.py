@@ -130,6 +130,19 @@ def crop_to_bbox(image: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarr
   return np.asarray(image)[y0:y1, x0:x1]
 
 
+# Image protocol of each dataset (module docstring); datasets not listed use the full image.
+DATASET_PROTOCOLS = {"zju": "bbox", "people_snapshot": "full", "synthetic": "full", "humannerf": "bbox"}
+
+
+def protocol_for_dataset(dataset: str, protocol: str = "auto") -> str:
+  """`protocol` unless it is ``"auto"``, then the dataset's (c.data.name) usual image protocol."""
+  if protocol == "auto":
+    return DATASET_PROTOCOLS.get(dataset, "full")
+  if protocol not in ("bbox", "full"):
+    raise ValueError(f"config field eval.image_protocol: {protocol!r}; expected 'auto', 'bbox' or 'full'")
+  return protocol
+
+
 def image_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
                   protocol: Literal["bbox", "full"] = "full", bbox_pad: int = 0) -> dict[str, float]:
   """PSNR and SSIM of one rendered frame under a dataset's protocol.

@@ -156,3 +156,11 @@ def test_part_miou_against_brute_force():
   assert cm.sum() == 450
   with pytest.raises(ValueError, match="labels must be in"):
     metrics.confusion_matrix(pred, gt_ign, k)
+
+
+def test_protocol_for_dataset():
+  assert metrics.protocol_for_dataset("zju") == "bbox"
+  assert metrics.protocol_for_dataset("people_snapshot") == "full"
+  assert metrics.protocol_for_dataset("zju", "full") == "full"
+  with pytest.raises(ValueError, match="eval.image_protocol"):
+    metrics.protocol_for_dataset("zju", "crop")
