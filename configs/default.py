@@ -162,16 +162,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.video_quality = 8.0  # imageio-ffmpeg quality, 0 (worst) to 10 (best)
   c.eval.surfel_thickness = 1e-3  # exported scale_2 = thickness * min in-plane scale; 0 writes two scales (2DGS)
   c.eval.surfel_rest_sh = 0  # zero f_rest_* properties in the surfel PLY (45 for SH-degree-3 loaders)
-  c.eval.image_protocol = "auto"  # bbox (crop to GT-mask box) | full | auto (zju -> bbox, others -> full)
-  c.eval.bbox_pad = 0  # pixels added around the GT-mask bounding box under the bbox protocol
-  c.eval.depth_align = "scale_shift"  # none | scale | scale_shift: fit of rendered depth before depth errors
-  c.eval.chamfer_samples = 100_000  # surface points sampled per mesh for Chamfer / F-score
-  c.eval.fscore_threshold = 0.01  # F-score distance threshold, metres
-  c.eval.depth_percentiles = (1.0, 99.0)  # robust range of the depth colour map (percentiles inside the mask)
-  c.eval.normal_convention = "opencv"  # axes of the normal colour map: opencv (renderer camera) | opengl
-  c.eval.video_fps = 30.0  # frames per second of orbit / novel-pose videos
-  c.eval.video_quality = 8.0  # imageio-ffmpeg quality, 0 (worst) to 10 (best)
-  c.eval.surfel_thickness = 1e-3  # exported scale_2 = thickness * min in-plane scale; 0 writes two scales (2DGS)
-  c.eval.surfel_rest_sh = 0  # zero f_rest_* properties in the surfel PLY (45 for SH-degree-3 loaders)
 
   return c
