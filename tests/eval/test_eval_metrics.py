@@ -164,3 +164,17 @@ def test_protocol_for_dataset():
   assert metrics.protocol_for_dataset("zju", "full") == "full"
   with pytest.raises(ValueError, match="eval.image_protocol"):
     metrics.protocol_for_dataset("zju", "crop")
+
+
+def test_ssim_flat_background_matches_scikit_image():
+  # Avatar renders are mostly constant background, where variances are ~0 and round-off matters.
+  rng = np.random.default_rng(3)
+  a = np.zeros((48, 56, 3))
+  a[15:35, 20:45] = 0.7
+  b = a.copy()
+  b[18:38, 24:50] += 0.2 * rng.random((20, 26, 3))
+  b = np.clip(b, 0, 1)
+  for x, y in [(a, b), (np.ones_like(a), np.full_like(a, 0.9)), (a, np.zeros_like(a))]:
+    ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                data_range=1, channel_axis=-1)
+    np.testing.assert_allclose(float(metrics.ssim(x.astype(np.float32), y.astype(np.float32))), ref, atol=2e-5)
