@@ -75,6 +75,9 @@ def test_video_mp4_frame_count_and_size(tmp_path):
   assert frames[0].shape == (34, 48, 3)  # padded to even sizes for H.264
   assert frames[0].mean() < 10 and frames[-1].mean() > 245  # black to white survives the codec
   assert not list(tmp_path.glob("*.tmp*"))
+  with pytest.raises(ValueError, match="frame of shape"):
+    vis.write_video(tmp_path / "bad.mp4", _frames(2, 8, 8) + [np.zeros((6, 6, 3))], progress=False)
+  assert not list(tmp_path.glob("bad*"))
 
 
 def test_video_png_fallback(tmp_path):
