@@ -291,15 +291,21 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
   if use_ffmpeg:
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     count = 0
+    writer = imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=quality,
+                                pixelformat="yuv420p", macro_block_size=1)
     try:
-      with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=quality,
-                              pixelformat="yuv420p", macro_block_size=1) as writer:
-        for frame in frames:
-          writer.append_data(_pad_even(checked(frame)))
-          count += 1
+      for frame in frames:
+        writer.append_data(_pad_even(checked(frame)))
+        count += 1
     except BaseException:
-      tmp.unlink(missing_ok=True)  # never leave a truncated video behind
+      # imageio's context manager skips close() on errors and ffmpeg would finish the file later;
+      # close now, then remove it, so no truncated video is left behind.
+      try:
+        writer.close()
+      finally:
+        tmp.unlink(missing_ok=True)
       raise
+    writer.close()
     if count == 0:
       tmp.unlink(missing_ok=True)
       raise ValueError(f"write_video: {path}: no frame to write")
