@@ -173,7 +173,8 @@ def fields_from_config(config: Any, num_joints: int, bbox_min, bbox_max) -> Fiel
 
   return Fields(
       num_joints=int(num_joints), bbox_min=tuple(float(v) for v in bbox_min),
-      bbox_max=tuple(float(v) for v in bbox_max), grid_spec=spec(m.grid), skinning_grid_spec=spec(m.skinning_grid),
+      bbox_max=tuple(float(v) for v in bbox_max), grid_spec=spec(m.grid),
+      skinning_grid_spec=spec(m.skinning_grid),
       pose_latent_dim=m.pose_latent_dim, pose_hidden=tuple(m.pose_hidden),
       geometry_hidden=tuple(m.geometry_hidden), geometry_latent_dim=m.geometry_latent_dim,
       max_offset=config.surfels.max_offset, max_log_scale=config.surfels.max_log_scale,
