@@ -113,11 +113,15 @@ def sample_pixel_pairs(key: jax.Array, mask: jnp.ndarray, num_pairs: int) -> tup
     pairs: (2, P) int32 flat pixel indices (row * W + col), both inside the mask.
     valid: () float32, 1 when the mask has a pixel, else 0 (then `pairs` are meaningless).
   """
-  m = mask.reshape(-1) > 0
-  has_any = jnp.any(m)
-  logits = jnp.where(m | ~has_any, 0.0, -jnp.inf)
-  pairs = jax.random.categorical(key, logits, shape=(2, num_pairs)).astype(jnp.int32)
-  return pairs, has_any.astype(jnp.float32)
+  # Inverse-CDF sampling over the mask: O(H W + P log(H W)) memory and time (a categorical draw would
+  # materialise P x H x W Gumbel noise). The float32 cumsum of 0/1 is exact below 2^24 pixels.
+  cdf = jnp.cumsum((mask.reshape(-1) > 0).astype(jnp.float32))
+  total = cdf[-1]
+  # cdf holds integers: any u in [total - 1, total) picks the last masked pixel; the cap guards u * total
+  # rounding up to total.
+  u = jnp.minimum(jax.random.uniform(key, (2, num_pairs)) * total, total - 0.5)
+  pairs = jnp.searchsorted(cdf, u, side="right")  # first pixel whose cdf exceeds u: a masked one
+  return jnp.minimum(pairs, cdf.shape[0] - 1).astype(jnp.int32), (total > 0).astype(jnp.float32)
 
 
 def depth_ranking_loss(depth: jnp.ndarray, prior_depth: jnp.ndarray, pairs: jnp.ndarray,

@@ -64,6 +64,10 @@ def test_pixel_pairs_inside_mask_and_keyed():
   other, _ = losses.sample_pixel_pairs(jax.random.PRNGKey(1), jnp.asarray(mask), 500)
   np.testing.assert_array_equal(pairs, np.asarray(again))
   assert np.any(pairs != np.asarray(other))
+  # Uniform over the masked pixels: the last masked pixel (flat index 99) gets its 1/13 share.
+  many, _ = losses.sample_pixel_pairs(jax.random.PRNGKey(2), jnp.asarray(mask), 20000)
+  counts = np.bincount(np.asarray(many).ravel(), minlength=mask.size)[mask.ravel()]
+  np.testing.assert_allclose(counts / counts.sum(), 1 / 13, atol=0.01)
   _, valid = losses.sample_pixel_pairs(jax.random.PRNGKey(0), jnp.zeros((4, 4), bool), 8)
   assert float(valid) == 0.0
   assert float(losses.ordinal_depth_loss(jnp.ones((4, 4)), jnp.ones((4, 4)), jnp.zeros((4, 4), bool),
