@@ -6,6 +6,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
 # Column layout of one packed surfel row (F = 15 + C columns, float32).
 TU = 0  # 3 columns: first row of the 2DGS ray-splat transform (camera -> pixel homography)
@@ -35,6 +36,13 @@ class _Static(NamedTuple):
   num_channels: int
   thresholds: Thresholds
   interpret: bool
+  num_warps: int = 4
+
+
+def _compiler_params(s: _Static):
+  # Explicit Triton parameters: without them this JAX lowers GPU kernels with Mosaic GPU, whose
+  # layout inference rejects the per-pixel iota this kernel is built on.
+  return None if s.interpret else pltriton.CompilerParams(num_warps=s.num_warps, num_stages=1)
 
 
 # State of one pixel: tuple of (P,) arrays.
@@ -222,6 +230,7 @@ def _forward_call(s: _Static, count, table):
       out_specs=(pl.BlockSpec((None, num_pixels, num_state), lambda t: (t, 0, 0)),
                  pl.BlockSpec((None, num_pixels), lambda t: (t, 0))),
       interpret=s.interpret,
+      compiler_params=_compiler_params(s),
       name="fmgs_composite_forward",
   )(count.reshape(num_tiles, 1), table)
 
@@ -240,6 +249,7 @@ def _backward_call(s: _Static, table, state, last, dstate):
                 pl.BlockSpec((None, num_pixels, num_state), lambda t: (t, 0, 0))],
       out_specs=pl.BlockSpec((None, num_rows, num_cols), lambda t: (t, 0, 0)),
       interpret=s.interpret,
+      compiler_params=_compiler_params(s),
       name="fmgs_composite_backward",
   )(table, state, last, dstate)
 

@@ -130,3 +130,15 @@ def test_vjp_matches_finite_differences(opacity_scale, size):
       d[idx] = eps
       numeric[idx] = (f(jnp.asarray(table + d)) - f(jnp.asarray(table - d))) / (2 * eps)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
+
+
+def test_kernels_lower_to_triton_ir():
+  """Both kernels lower (Pallas -> Triton IR) for a CUDA target; compiling that IR needs a GPU."""
+  s = pc._Static(16, 2, 3, TH, interpret=False)
+  count = jax.ShapeDtypeStruct((4,), jnp.int32)
+  table = jax.ShapeDtypeStruct((4, 32, pc.NUM_GEOMETRY_COLUMNS + 3), jnp.float32)
+  loss = lambda c, t: jnp.sum(pc._composite(s, c, t)[0])
+  lowered = jax.jit(jax.grad(loss, argnums=1)).trace(count, table).lower(lowering_platforms=("cuda",))
+  text = lowered.as_text()
+  assert text.count("__gpu$xla.gpu.triton") == 2
+  assert "fmgs_composite_forward" in text and "fmgs_composite_backward" in text
