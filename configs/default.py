@@ -15,6 +15,44 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.name = "synthetic"  # synthetic | zju | people_snapshot | humannerf
   c.data.root = ""  # dataset folder; for `synthetic`, where the generated capture is cached ("" = WORKDIR/data)
   c.data.image_scale = 1.0  # resize factor applied to images, masks and intrinsics
+  c.data.subject = ""  # subject name (people_snapshot: selects the standard frame ranges in its config)
+  c.data.principal_point_shift = 0.5  # pixels added to (cx, cy): files use OpenCV's integer pixel centres
+  c.data.max_skipped_fraction = 0.1  # more unusable frames than this fraction of a split is an error
+  c.data.max_pose_angle = 6.3  # rad; a joint rotation above ~2 pi marks a corrupt axis-angle pose
+  # Frame selection per split: (start, stop, step) over the split's frames, stop -1 = to the end.
+  # zju / humannerf index the sequence; people_snapshot the sorted image list; synthetic each split folder.
+  c.data.frames = ml_collections.ConfigDict()
+  c.data.frames.train = (0, -1, 1)  # training frames
+  c.data.frames.novel_view = (0, -1, 1)  # frames rendered from the held-out cameras
+  c.data.frames.novel_pose = (0, -1, 1)  # held-out poses
+  c.data.frames.val = (0, -1, 1)  # people_snapshot validation frames
+  c.data.frames.test = (0, -1, 1)  # people_snapshot test frames (its novel poses)
+  # Cameras (zju): 0-based indices into annots.npy's camera list; () = every camera but train_camera.
+  c.data.train_camera = 0  # the monocular training camera
+  c.data.novel_view_cameras = ()  # held-out cameras for novel views
+  c.data.novel_pose_cameras = (0,)  # cameras that render held-out poses
+  c.data.zju_mask_dir = "auto"  # mask | mask_cihp | auto (mask_cihp if present, else mask)
+  c.data.refined_poses = True  # people_snapshot: use poses/anim_nerf_{split}.npz when present
+  # The built-in synthetic capture (fmgs_jax/data/synthetic.py); regenerated when any of these change.
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.seed = 0  # subject shape, texture, clothing and motion
+  c.data.synthetic.height = 256  # image rows, pixels
+  c.data.synthetic.width = 256  # image columns, pixels
+  c.data.synthetic.focal = 420.0  # focal length, pixels
+  c.data.synthetic.camera_distance = 3.2  # metres from the subject's vertical axis
+  c.data.synthetic.camera_height = 0.0  # metres above the pelvis
+  c.data.synthetic.motion = "turntable"  # training motion: turntable (A-pose, PeopleSnapshot-like) | varied (ZJU-like)
+  c.data.synthetic.num_train_frames = 48  # training frames, one camera
+  c.data.synthetic.num_novel_pose_frames = 8  # held-out varied poses, seen from the training camera
+  c.data.synthetic.num_novel_view_cameras = 4  # held-out cameras on a circle around the subject
+  c.data.synthetic.num_novel_view_frames = 4  # training frames rendered from each held-out camera
+  c.data.synthetic.shape_std = 1.0  # std of the random shape coefficients (body model units)
+  c.data.synthetic.clothing_amplitude = 0.03  # metres, max displacement along the normals
+  c.data.synthetic.clothing_frequency = 2.0  # cycles per metre of the smooth displacement field
+  c.data.synthetic.texture_frequency = 40.0  # cycles per metre of the finest texture detail
+  c.data.synthetic.shading = 0.3  # 0 = flat albedo; else albedo * (1 - s + s * |n . view|)
+  c.data.synthetic.supersample = 2  # rays per pixel side for the colour image (anti-aliasing)
+  c.data.synthetic.background = (0.0, 0.0, 0.0)  # RGB of the background
 
   # Body model (fmgs_jax/body) and template upsampling (fmgs_jax/geometry).
   c.body = ml_collections.ConfigDict()
