@@ -32,8 +32,10 @@ setup(
     packages=find_packages(include=["fmgs_jax", "fmgs_jax.*"]),
     install_requires=CORE,
     extras_require={
-        # torch 2.13.0 is the CPU build available offline on the project's machines.
-        "priors": ["torch==2.13.0", "transformers>=4.57"],
+        # torch 2.13.0 is the CPU build available offline on the project's machines. transformers: the
+        # sapiens2 model family (added upstream in June 2026, PR #45919) is verified with 5.23.0, the
+        # first release this project has tested it with.
+        "priors": ["torch==2.13.0", "transformers>=5.23"],
         "dev": ["pytest>=8", "pytest-xdist>=3.6", "scikit-image>=0.24"],
     },
     license="Apache-2.0",

@@ -179,6 +179,41 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.groups.semantics = group(r"/semantic_(grid|mlp)/", 1e-3)  # no counterpart; as appearance
   c.optim.groups.pose_refine = group(r"^pose_refine(/|$)", 1e-4)  # 3DGS-Avatar pose_correction_lr
 
+  # Foundation-model priors (fmgs_jax/priors), extracted offline by --mode=priors into a per-frame cache.
+  c.priors = ml_collections.ConfigDict()
+  c.priors.backend = "synthetic"  # sapiens | transformers | synthetic (corrupted ground truth)
+  c.priors.normal_model = ""  # sapiens: *_torchscript.pt2 file or sapiens2 folder; "" = no normal prior
+  c.priors.depth_model = ""  # sapiens depth .pt2 / sapiens2 point-map folder / transformers depth folder
+  c.priors.seg_model = ""  # sapiens seg .pt2 / sapiens2 seg folder / transformers segmentation folder
+  c.priors.cache_dir = ""  # "" = <data root>/priors/<backend>
+  c.priors.splits = ("train",)  # dataset splits whose frames are extracted
+  c.priors.batch_size = 4  # crops per model forward pass
+  c.priors.device = "auto"  # torch device: auto (cuda if available) | cpu | cuda | cuda:N
+  c.priors.crop_scale = 1.25  # person crop = mask box x this, at the model's aspect (Sapiens2 uses 1.25)
+  c.priors.sapiens = ml_collections.ConfigDict()
+  c.priors.sapiens.input_height = 1024  # TorchScript input (Sapiens: 1024 x 768); sapiens2 reads its processor
+  c.priors.sapiens.input_width = 768
+  c.priors.sapiens.mean = (123.5, 116.5, 103.5)  # RGB mean on 0-255 values (Sapiens demos)
+  c.priors.sapiens.std = (58.5, 57.0, 57.5)  # RGB std on 0-255 values
+  c.priors.sapiens.normal_axes = "opengl"  # axes of Sapiens normals (x right, y up, z to camera); opencv
+  c.priors.transformers = ml_collections.ConfigDict()
+  c.priors.transformers.input_height = 0  # 0 = the checkpoint processor's size
+  c.priors.transformers.input_width = 0
+  c.priors.transformers.depth_kind = "inverse_depth"  # what the depth model predicts (DPT/Depth Anything)
+  c.priors.synthetic = ml_collections.ConfigDict()
+  c.priors.synthetic.outputs = ("normal", "depth", "parts")  # which priors to derive from ground truth
+  c.priors.synthetic.seed = 0  # corruption randomness (bias once per sequence, the rest per frame)
+  c.priors.synthetic.normal_noise_deg = 8.0  # RMS angular noise of normals, degrees
+  c.priors.synthetic.normal_bias_deg = 3.0  # systematic rotation of all normals, degrees
+  c.priors.synthetic.normal_blur_px = 1.5  # Gaussian blur sigma of normals, pixels
+  c.priors.synthetic.thin_radius_px = 1.5  # parts thinner than ~2x this are missed (become background)
+  c.priors.synthetic.depth_scale_range = (0.5, 2.0)  # unknown per-frame depth scale (log-uniform)
+  c.priors.synthetic.depth_shift_range = (-1.0, 1.0)  # unknown per-frame depth shift, metres
+  c.priors.synthetic.depth_noise = 0.01  # relative depth noise (std of the multiplicative error)
+  c.priors.synthetic.depth_blur_px = 1.0  # Gaussian blur sigma of depth, pixels
+  c.priors.synthetic.seg_confusion = 0.5  # probability a pixel near a part border takes a neighbour's label
+  c.priors.synthetic.seg_border_px = 3.0  # reach of that confusion, pixels
+
   # Training (fmgs_jax/train).
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
