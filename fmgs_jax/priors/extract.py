@@ -76,7 +76,7 @@ class DatasetFrames:
     self.dataset, self.split, self.root = dataset, split, root
     meta = getattr(dataset, "meta", None) or {}
     names = meta.get("part_names") if isinstance(meta, Mapping) else getattr(meta, "part_names", None)
-    self.part_names = tuple(names) if names is not None else None
+    self.part_names = tuple(names) if names else None  # () = no ground-truth part names
 
   def __len__(self):
     return len(self.dataset)
@@ -278,7 +278,7 @@ def extract_priors(config: Any, workdir: str) -> list[dict[str, Any]]:
   root = config.data.root or os.path.join(workdir, "data")
   summaries = []
   for split in pcfg.splits:
-    source = DatasetFrames(load_dataset(config.data, split), split, root)
+    source = DatasetFrames(load_dataset(config.data, split, default_root=root), split, root)
     summary = extract(source, cache_dir, pcfg, predictors)
     logging.info("priors %s: %s", split, summary)
     summaries.append({"split": split, **summary})
