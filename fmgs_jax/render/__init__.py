@@ -1,1 +1,7 @@
+"""Differentiable 2DGS rasterizer: `rasterize(Surfels, Camera, background, backend=...)`."""
 
+from fmgs_jax.render.camera import Camera, look_at
+from fmgs_jax.render.rasterize import RenderOutput, rasterize
+from fmgs_jax.render.surfels import Surfels
+
+__all__ = ["Camera", "Surfels", "RenderOutput", "rasterize", "look_at"]

@@ -1,0 +1,121 @@
+"""Public entry of the 2DGS rasterizer: projection, binning, compositing backend, image assembly."""
+
+import functools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from fmgs_jax.render import binning, composite, project, reference
+from fmgs_jax.render.camera import Camera
+from fmgs_jax.render.surfels import Surfels, check_surfels
+
+BACKENDS = ("xla", "pallas", "reference")
+
+
+@flax.struct.dataclass
+class RenderOutput:
+  """Rendered maps, camera frame.
+
+  Attributes:
+    color: (H, W, C) float32 composited features with the background under them.
+    alpha: (H, W) float32 opacity, 1 - final transmittance.
+    depth: (H, W) float32 expected depth, metres: alpha-weighted intersection depth / alpha (0 where
+      alpha = 0).
+    median_depth: (H, W) float32 metres: depth of the last surfel with T > 0.5 before it (0 if none).
+    normal: (H, W, 3) float32 alpha-weighted camera-space normals facing the camera (not normalised).
+    distortion: (H, W) float32 2DGS depth-distortion term.
+    overflow: () int32 surfel-tile pairs dropped by the tile capacity (0 for `reference`).
+  """
+  color: jnp.ndarray
+  alpha: jnp.ndarray
+  depth: jnp.ndarray
+  median_depth: jnp.ndarray
+  normal: jnp.ndarray
+  distortion: jnp.ndarray
+  overflow: jnp.ndarray
+
+
+def finalize(state, background) -> tuple:
+  """Per-pixel maps from the final pixel state (..., NUM_STATE + C) and background (C,)."""
+  t = state[..., composite.T]
+  alpha = 1.0 - t
+  covered = alpha > 1e-10
+  depth = jnp.where(covered, state[..., composite.D] / jnp.where(covered, alpha, 1.0), 0.0)
+  color = state[..., composite.C:] + t[..., None] * background
+  return (color, alpha, depth, state[..., composite.MEDIAN],
+          state[..., composite.N:composite.N + 3], state[..., composite.DIST])
+
+
+def untile(state, tiles_x: int, tiles_y: int, tile_size: int, width: int, height: int):
+  """(n_tiles, tile_size^2, S) -> (height, width, S)."""
+  s = state.reshape(tiles_y, tiles_x, tile_size, tile_size, -1).transpose(0, 2, 1, 3, 4)
+  return s.reshape(tiles_y * tile_size, tiles_x * tile_size, -1)[:height, :width]
+
+
+@functools.partial(jax.jit, static_argnames=("backend", "params", "tile_size", "tile_capacity",
+                                             "pair_capacity", "tiles_per_chunk"))
+def _rasterize(surfels, camera, background, backend, params, tile_size, tile_capacity,
+               pair_capacity, tiles_per_chunk):
+  if backend == "reference":
+    state = reference.render_state(surfels, camera, params)
+    state = state.reshape(camera.height, camera.width, -1)
+    overflow = jnp.int32(0)
+  else:
+    tiles_x = -(-camera.width // tile_size)
+    tiles_y = -(-camera.height // tile_size)
+    proj = project.project_surfels(surfels, camera, params.alpha_min, tile_size)
+    bins = binning.bin_surfels(proj.tile_bbox, proj.depth, proj.visible, tiles_x, tiles_y,
+                               tile_capacity, pair_capacity or tiles_x * tiles_y * tile_capacity)
+    packed = binning.gather_rows(proj.rows, bins.index)
+    kwargs = dict(tile_size=tile_size, tiles_x=tiles_x, params=params)
+    if backend == "pallas":
+      from fmgs_jax.render import pallas_composite  # pylint: disable=g-import-not-at-top
+      tiles = pallas_composite.composite_tiles_pallas(packed, bins.count, **kwargs)
+    else:
+      tiles = composite.composite_tiles(packed, bins.count, tiles_per_chunk=tiles_per_chunk,
+                                        **kwargs)
+    state = untile(tiles, tiles_x, tiles_y, tile_size, camera.width, camera.height)
+    overflow = bins.overflow
+  color, alpha, depth, median, normal, dist = finalize(state, background)
+  return RenderOutput(color=color, alpha=alpha, depth=depth, median_depth=median, normal=normal,
+                      distortion=dist, overflow=overflow)
+
+
+def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla",
+              alpha_min: float = 1.0 / 255.0, alpha_max: float = 0.99,
+              transmittance_min: float = 1e-4, tile_size: int = 16, tile_capacity: int = 256,
+              pair_capacity: int | None = None, tiles_per_chunk: int = 16) -> RenderOutput:
+  """Renders 2DGS surfels (Huang et al. 2024) into `camera`; differentiable in every Surfels field.
+
+  Args:
+    surfels: N world-space surfels (features (N, C)).
+    camera: pinhole camera; camera.near / camera.far set the near cut and the distortion's depth range.
+    background: (C,) float32 composited under the result (color only).
+    backend: "xla" (tiled, default on CPU), "pallas" (fused kernel; interpret mode on CPU) or
+      "reference" (dense, small scenes only).
+    alpha_min: contributions with alpha below this are skipped (also sets each surfel's extent).
+    alpha_max: alpha is clamped to this.
+    transmittance_min: a pixel stops before its transmittance would drop below this.
+    tile_size: tile side, pixels.
+    tile_capacity: surfels kept per tile, nearest first; more are dropped and counted in `overflow`.
+    pair_capacity: surfel-tile pair buffer (default n_tiles * tile_capacity); excess is counted.
+    tiles_per_chunk: tiles composited together by the xla backend (a speed knob only).
+
+  Returns:
+    RenderOutput. With alpha_min = transmittance_min = 0 and no overflow every backend computes the
+    exact dense function.
+  """
+  if backend not in BACKENDS:
+    raise ValueError(f"rasterize: backend must be one of {BACKENDS}, got {backend!r}")
+  check_surfels(surfels)
+  if camera.width <= 0 or camera.height <= 0:
+    raise ValueError(f"Camera.width/height must be positive, got {camera.width}x{camera.height}")
+  if tuple(jnp.shape(background)) != (surfels.features.shape[1],):
+    raise ValueError(f"rasterize: background must have shape ({surfels.features.shape[1]},) like "
+                     f"Surfels.features' channels, got {tuple(jnp.shape(background))}")
+  params = composite.CompositeParams(float(alpha_min), float(alpha_max), float(transmittance_min),
+                                     float(camera.near), float(camera.far))
+  return _rasterize(surfels, camera, jnp.asarray(background, surfels.features.dtype), backend,
+                    params, int(tile_size), int(tile_capacity),
+                    None if pair_capacity is None else int(pair_capacity), int(tiles_per_chunk))
