@@ -275,3 +275,28 @@ def make_dataset(name: str, split: str, root: str, records: list[FrameRecord], d
       camera_ids=tuple(r.camera_index for r in kept))
   file_sizes = [sizes[k] for k in range(len(records)) if k not in skipped]
   return Dataset(meta, kept, file_sizes, s, float(data_config.principal_point_shift), gt_mesh_fn)
+
+
+def select_frames(num: int, frames: Any, field: str, problems: validation.Problems) -> list[int]:
+  """Indices chosen by a (start, stop, step) config triple over `num` frames; stop -1 = to the end.
+
+  Args:
+    num: frames available.
+    frames: (start, stop, step) from `c.data.frames.<split>`.
+    field: the config field name, for messages.
+    problems: where an invalid triple is reported.
+  """
+  try:
+    start, stop, step = (int(v) for v in frames)
+  except (TypeError, ValueError):
+    problems.error("config", f"{field}: expected (start, stop, step), got {frames!r}")
+    return []
+  if step <= 0 or start < 0:
+    problems.error("config", f"{field}: start must be >= 0 and step > 0, got {frames!r}")
+    return []
+  stop = num if stop < 0 else stop
+  if stop > num:
+    problems.error("config", f"{field}: range {tuple(frames)} reaches frame {stop - 1} but the "
+                   f"dataset has {num} frames")
+    return []
+  return list(range(start, stop, step))
