@@ -38,7 +38,8 @@ class FrameRecord:
     transl: (3,) body-model translation, metres.
     frame_index: frame id in the original sequence.
     camera_index: camera id, 0-based.
-    pose_source: "file: field" string that names where the pose was read (for messages).
+    pose_source: names the file (and entry) the pose was read from, for messages.
+    camera_source: names the file (and entry) the camera was read from, for messages.
     gt_depth_path, gt_normal_path, gt_parts_path: optional .npy ground truth
       at the image file's resolution (see `Frame`).
   """
@@ -54,6 +55,7 @@ class FrameRecord:
   frame_index: int
   camera_index: int
   pose_source: str = ""
+  camera_source: str = ""
   gt_depth_path: Optional[str] = None
   gt_normal_path: Optional[str] = None
   gt_parts_path: Optional[str] = None
@@ -231,8 +233,8 @@ def make_dataset(name: str, split: str, root: str, records: list[FrameRecord], d
   for k, r in enumerate(records):
     ok = validation.check_file(problems, r.image_path, "image")
     ok &= validation.check_file(problems, r.mask_path, "mask")
-    validation.check_intrinsics(problems, r.image_path, f"camera {r.camera_index} K", r.K)
-    validation.check_extrinsics(problems, r.image_path, f"camera {r.camera_index} extrinsics",
+    validation.check_intrinsics(problems, r.camera_source or r.image_path, "intrinsics", r.K)
+    validation.check_extrinsics(problems, r.camera_source or r.image_path, "extrinsics",
                                 r.world_to_camera)
     for gt_path in (r.gt_depth_path, r.gt_normal_path, r.gt_parts_path):
       if gt_path:

@@ -86,9 +86,8 @@ def load(data_config: Any, split: str, root: str) -> dataset_lib.Dataset:
     except (KeyError, ValueError) as e:
       problems.error(f"{cam_path} / {where}", f"missing or malformed field ({e!r})")
       continue
-    validation.check_intrinsics(problems, f"{cam_path} ['{name}']", "intrinsics", K)
-    validation.check_extrinsics(problems, f"{cam_path} ['{name}']", "extrinsics", E)
     if E.shape != (4, 4):
+      problems.error(f"{cam_path} ['{name}']", f"extrinsics: shape {E.shape}, expected (4, 4)")
       continue
     if "betas" in info:
       betas = np.asarray(info["betas"], np.float64).reshape(-1)
@@ -102,7 +101,7 @@ def load(data_config: Any, split: str, root: str) -> dataset_lib.Dataset:
         D=None if D is None else np.asarray(D, np.float64).reshape(-1),
         world_to_camera=cameras.fold_global_transform(E, Rh, Th), betas=betas,
         pose=poses.reshape(24, 3), transl=np.zeros(3), frame_index=k, camera_index=0,
-        pose_source=where))
+        pose_source=where, camera_source=f"{cam_path} ['{name}']"))
   if no_betas:
     logging.warning("%s: %d frames have no 'betas'; using zero shape coefficients.", mesh_path, no_betas)
   return dataset_lib.make_dataset("humannerf", split, root, records, data_config, problems)

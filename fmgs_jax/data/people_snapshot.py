@@ -142,6 +142,7 @@ def read_folder(root: str, split: str, frames: Any, frames_field: str, data_conf
       problems.error(cam_path, f"{key}: shape {arr.shape}, expected {shape} or ({n}, *{shape})")
   if problems.errors:
     return []
+  per_image = np.ndim(K) == 3 or np.ndim(E) == 3
   K = np.broadcast_to(np.asarray(K, np.float64), (n, 3, 3))
   E = np.broadcast_to(np.asarray(E, np.float64), (n, 4, 4))
   camera_ids = np.asarray(cams.get("camera_ids", np.zeros(n)), np.int64).reshape(-1)
@@ -184,6 +185,7 @@ def read_folder(root: str, split: str, frames: Any, frames_field: str, data_conf
         world_to_camera=E[k], betas=betas, pose=pose, transl=transl,
         frame_index=int(frame_ids[k]), camera_index=int(camera_ids[k]),
         pose_source=f"{src} (frame {k})",
+        camera_source=f"{cam_path} (image {k})" if per_image else cam_path,
         gt_depth_path=gt("depth", "depth", k), gt_normal_path=gt("normals", "normal", k),
         gt_parts_path=gt("parts", "parts", k)))
   return records

@@ -37,7 +37,9 @@ class Problems:
   skipped: dict[Any, str] = dataclasses.field(default_factory=dict)
 
   def error(self, where: str, message: str) -> None:
-    self.errors.append(f"{where}: {message}")
+    line = f"{where}: {message}"
+    if line not in self.errors:  # one camera shared by many frames is reported once
+      self.errors.append(line)
 
   def skip(self, key: Any, where: str, message: str) -> None:
     self.skipped.setdefault(key, f"{where}: {message}")

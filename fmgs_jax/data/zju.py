@@ -92,8 +92,6 @@ def load(data_config: Any, split: str, root: str) -> dataset_lib.Dataset:
     E[:3, :3] = np.asarray(cams["R"][c], np.float64)
     E[:3, 3] = np.asarray(cams["T"][c], np.float64).reshape(3) / 1000.0  # millimetres -> metres
     D = None if D_all is None else np.asarray(D_all[c], np.float64).reshape(-1)
-    validation.check_intrinsics(problems, annots_path, f"cams.K[{c}]", K)
-    validation.check_extrinsics(problems, annots_path, f"cams.R[{c}] / cams.T[{c}]", E)
     for i in selected:
       frame_ims = ims[i]["ims"]
       if c >= len(frame_ims):
@@ -113,7 +111,8 @@ def load(data_config: Any, split: str, root: str) -> dataset_lib.Dataset:
           image_path=image_path, mask_path=mask_path, mask_nonzero=True, K=K, D=D,
           world_to_camera=cameras.fold_global_transform(E, params["Rh"], params["Th"]),
           betas=params["shapes"], pose=params["poses"].reshape(24, 3), transl=np.zeros(3),
-          frame_index=frame_id, camera_index=c, pose_source=f"{params_path}"))
+          frame_index=frame_id, camera_index=c, pose_source=params_path,
+          camera_source=f"{annots_path} cams[K|R|T][{c}]"))
   return dataset_lib.make_dataset("zju", split, root, records, data_config, problems)
 
 
