@@ -82,10 +82,13 @@ def builtin_body() -> Body:
   from fmgs_jax import body  # pylint: disable=g-import-not-at-top
   model = body.builtin_body_model()
   weights = np.asarray(model.weights)
-  names = tuple(getattr(model, "joint_names", SMPL_JOINT_NAMES))[:weights.shape[1]]
+  # Part ids are the joints in SMPL order (the body contract), named as the texture expects.
+  names = SMPL_JOINT_NAMES if weights.shape[1] == 24 else tuple(f"joint_{j}" for j in range(weights.shape[1]))
 
   def pose(betas, theta, transl):
-    return np.asarray(body.forward(model, betas=betas, pose=theta, transl=transl).vertices, np.float64)
+    out = body.forward(model, betas=np.asarray(betas, np.float32), pose=np.asarray(theta, np.float32),
+                       transl=np.asarray(transl, np.float32))
+    return np.asarray(out.vertices, np.float64)
 
   return Body(faces=np.asarray(model.faces, np.int64), vertex_parts=np.argmax(weights, axis=1),
               part_names=names, num_betas=int(np.asarray(model.shapedirs).shape[-1]), pose=pose)
