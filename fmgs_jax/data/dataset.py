@@ -262,6 +262,8 @@ def make_dataset(name: str, split: str, root: str, records: list[FrameRecord], d
     sizes[k] = image_hw
   skipped = problems.raise_if_any(len(records), data_config.max_skipped_fraction)
   kept = [r for k, r in enumerate(records) if k not in skipped]
+  if not kept:
+    raise DatasetError(f"Dataset {root}, split '{split}': every frame was skipped as unusable.")
   distinct = sorted({sizes[k] for k in range(len(records)) if k not in skipped})
   if len(distinct) > 1:
     raise DatasetError(f"Dataset {root}, split '{split}': images differ in size ({distinct}); "
