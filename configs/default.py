@@ -68,11 +68,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Rasterizer (fmgs_jax/render).
   c.render = ml_collections.ConfigDict()
   c.render.backend = "xla"  # xla | pallas | reference
-  c.render.tile_size = 16
-  c.render.tile_capacity = 256  # surfels kept per tile (nearest first); overflow is counted, never silent
-  c.render.alpha_min = 1.0 / 255.0
-  c.render.alpha_max = 0.99
-  c.render.transmittance_min = 1e-4
+  c.render.tile_size = 16  # tile side, pixels
+  c.render.tile_capacity = 1024  # surfels kept per tile (nearest first); overflow is counted, never silent
+  c.render.pair_capacity = 0  # surfel-tile pair buffer; 0 = auto (min(tiles * capacity, max(4 N, 32 tiles)))
+  c.render.tiles_per_chunk = 16  # xla backend: tiles composited together (speed only, same result)
+  c.render.alpha_min = 1.0 / 255.0  # skip contributions below this (2DGS)
+  c.render.alpha_max = 0.99  # clamp alpha (2DGS)
+  c.render.transmittance_min = 1e-4  # stop a pixel before T drops below this (2DGS)
   c.render.near = 0.01
   c.render.far = 100.0
 

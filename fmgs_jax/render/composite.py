@@ -241,7 +241,7 @@ def _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
     tiles = jax.lax.dynamic_slice_in_dim(order, ci * b, b)
     rows = packed_p[tiles]  # (B, K, F)
     cnt = count_p[tiles][:, None]  # (B, 1)
-    px, py = tile_pixel_centers(tiles, tile_size, tiles_x)
+    px, py = tile_pixel_centers(tiles, tile_size, tiles_x, packed.dtype)
     kmax = jnp.max(cnt)
 
     def cond(c):
@@ -258,7 +258,7 @@ def _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
       last = jnp.where(alive_k & ~alive_new, k, last)
       return k + 1, state, alive_new & (k + 1 < cnt), last
 
-    state0 = init_state((b, num_pixels), nc)
+    state0 = init_state((b, num_pixels), nc, packed.dtype)
     alive0 = jnp.broadcast_to(cnt > 0, (b, num_pixels))
     last0 = jnp.zeros((b, num_pixels), jnp.int32)
     _, state, _, last = jax.lax.while_loop(cond, body, (jnp.int32(0), state0, alive0, last0))
@@ -266,7 +266,7 @@ def _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
     out_last = jax.lax.dynamic_update_slice_in_dim(out_last, last, ci * b, 0)
     return out_state, out_last
 
-  empty = jnp.stack(init_state((n_slots, num_pixels), nc), -1)
+  empty = jnp.stack(init_state((n_slots, num_pixels), nc, packed.dtype), -1)
   last = jnp.zeros((n_slots, num_pixels), jnp.int32)
   out_state, out_last = jax.lax.fori_loop(0, num_chunks, chunk_body, (empty, last))
   # Undo the sort: slot s holds tile order[s].
@@ -288,7 +288,7 @@ def _backward_impl(packed, count, state, last, dstate, tile_size, tiles_x, param
   def chunk_body(ci, dpacked):
     tiles = jax.lax.dynamic_slice_in_dim(order, ci * b, b)
     rows = packed_p[tiles]  # (B, K, F)
-    px, py = tile_pixel_centers(tiles, tile_size, tiles_x)
+    px, py = tile_pixel_centers(tiles, tile_size, tiles_x, packed.dtype)
     lst = last_p[tiles]  # (B, P)
     st = state_p[tiles]
     dst = dstate_p[tiles]

@@ -47,6 +47,10 @@ def finalize(state, background) -> tuple:
           state[..., composite.N:composite.N + 3], state[..., composite.DIST])
 
 
+def default_pair_capacity(num_surfels: int, num_tiles: int, tile_capacity: int) -> int:
+  return min(num_tiles * tile_capacity, max(4 * num_surfels, 32 * num_tiles))
+
+
 def untile(state, tiles_x: int, tiles_y: int, tile_size: int, width: int, height: int):
   """(n_tiles, tile_size^2, S) -> (height, width, S)."""
   s = state.reshape(tiles_y, tiles_x, tile_size, tile_size, -1).transpose(0, 2, 1, 3, 4)
@@ -66,7 +70,8 @@ def _rasterize(surfels, camera, background, backend, params, tile_size, tile_cap
     tiles_y = -(-camera.height // tile_size)
     proj = project.project_surfels(surfels, camera, params.alpha_min, tile_size)
     bins = binning.bin_surfels(proj.tile_bbox, proj.depth, proj.visible, tiles_x, tiles_y,
-                               tile_capacity, pair_capacity or tiles_x * tiles_y * tile_capacity)
+                               tile_capacity, pair_capacity or default_pair_capacity(
+                                   surfels.means.shape[0], tiles_x * tiles_y, tile_capacity))
     packed = binning.gather_rows(proj.rows, bins.index)
     kwargs = dict(tile_size=tile_size, tiles_x=tiles_x, params=params)
     if backend == "pallas":
@@ -84,7 +89,7 @@ def _rasterize(surfels, camera, background, backend, params, tile_size, tile_cap
 
 def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla",
               alpha_min: float = 1.0 / 255.0, alpha_max: float = 0.99,
-              transmittance_min: float = 1e-4, tile_size: int = 16, tile_capacity: int = 256,
+              transmittance_min: float = 1e-4, tile_size: int = 16, tile_capacity: int = 1024,
               pair_capacity: int | None = None, tiles_per_chunk: int = 16) -> RenderOutput:
   """Renders 2DGS surfels (Huang et al. 2024) into `camera`; differentiable in every Surfels field.
 
@@ -99,7 +104,8 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
     transmittance_min: a pixel stops before its transmittance would drop below this.
     tile_size: tile side, pixels.
     tile_capacity: surfels kept per tile, nearest first; more are dropped and counted in `overflow`.
-    pair_capacity: surfel-tile pair buffer (default n_tiles * tile_capacity); excess is counted.
+    pair_capacity: surfel-tile pair buffer; None = min(n_tiles * tile_capacity, max(4 N,
+      32 n_tiles)) (a body-like scene has ~2 pairs per surfel); excess is counted in `overflow`.
     tiles_per_chunk: tiles composited together by the xla backend (a speed knob only).
 
   Returns:

@@ -1,0 +1,148 @@
+"""Rasterizer benchmark: forward and forward+backward time, peak memory, pixel-surfel pairs per second.
+
+Scene: N surfels covering a body-sized ellipsoid (semi-axes 0.3 x 0.85 x 0.2 m, both sides visible to
+the tiler, the front occludes the back), tangent to it, scales so that the disks cover the surface
+about once (the paper's density: 60k surfels on a person at 512x512), opacity in [0.5, 1], RGB
+features; camera 3 m away, the ellipsoid spans ~85% of the image height.
+
+Each measurement runs in its own subprocess so that `peak_rss_mb` (ru_maxrss) belongs to it alone.
+Times are the median of --repeats runs after a warm-up call; compile time (first call) is reported
+separately. `pairs_per_s` = N * H * W / forward_s (dense-equivalent pixel-surfel pairs per second).
+
+  python bench/raster.py                  # the issue's table
+  python bench/raster.py --json           # ... and a JSON list as the last line
+  python bench/raster.py --only 60000x512 # one size
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+# (backend, surfels, width, height)
+CASES = (
+    ("reference", 2000, 128, 128),
+    ("xla", 2000, 128, 128),
+    ("xla", 10000, 256, 256),
+    ("xla", 60000, 512, 512),
+    ("xla", 200000, 1024, 1024),
+)
+KEYS = ("backend", "surfels", "width", "height", "forward_s", "forward_backward_s", "peak_rss_mb",
+        "pairs_per_s")
+
+
+def make_scene(num, width, height, seed=0):
+  """Ellipsoid-body scene: (Surfels, Camera, background)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from fmgs_jax.render import Surfels, look_at  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  axes = np.array([0.3, 0.85, 0.2])
+  d = rng.normal(size=(num, 3))
+  d /= np.linalg.norm(d, axis=1, keepdims=True)
+  means = d * axes
+  normal = means / axes ** 2
+  normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+  helper = np.where(np.abs(normal[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+  u = np.cross(normal, helper)
+  u /= np.linalg.norm(u, axis=1, keepdims=True)
+  v = np.cross(normal, u)
+  rot = np.stack([u, v, normal], axis=-1)
+  area = 2.2  # m^2, the ellipsoid's surface
+  sigma = np.sqrt(area / num / np.pi)
+  scales = sigma * rng.uniform(0.7, 1.4, size=(num, 2))
+  surfels = Surfels(means=jnp.asarray(means, jnp.float32), rotations=jnp.asarray(rot, jnp.float32),
+                    scales=jnp.asarray(scales, jnp.float32),
+                    opacities=jnp.asarray(rng.uniform(0.5, 1.0, num), jnp.float32),
+                    features=jnp.asarray(rng.uniform(0, 1, (num, 3)), jnp.float32))
+  f = 1.5 * height
+  camera = look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0], f, f, width, height,
+                   near=0.01, far=100.0)
+  return surfels, camera, jnp.array([0.2, 0.3, 0.4], jnp.float32)
+
+
+def measure(backend, num, width, height, repeats):
+  """One measurement record (runs in the current process)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from fmgs_jax.render import rasterize  # pylint: disable=g-import-not-at-top
+  surfels, camera, background = make_scene(num, width, height)
+  weights = jax.random.uniform(jax.random.PRNGKey(1), (height, width, 3))
+
+  def loss(s):
+    out = rasterize(s, camera, background, backend=backend)
+    return (jnp.sum(out.color * weights) + jnp.sum(out.depth) + jnp.sum(out.normal)
+            + jnp.sum(out.distortion) + jnp.sum(out.alpha)), out.overflow
+
+  fwd = jax.jit(lambda s: rasterize(s, camera, background, backend=backend))
+  fwd_bwd = jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+  def timed(fn):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(surfels))
+    return time.perf_counter() - start
+
+  compile_f = timed(fwd)
+  compile_fb = timed(fwd_bwd)
+  t_f = statistics.median(timed(fwd) for _ in range(repeats))
+  t_fb = statistics.median(timed(fwd_bwd) for _ in range(repeats))
+  overflow = int(fwd(surfels).overflow)
+  rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  return dict(backend=backend, surfels=num, width=width, height=height, forward_s=t_f,
+              forward_backward_s=t_fb, peak_rss_mb=rss_mb, pairs_per_s=num * width * height / t_f,
+              compile_forward_s=compile_f, compile_forward_backward_s=compile_fb, overflow=overflow)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--json", action="store_true", help="print a JSON list as the last line")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--only", default="", help="comma-separated NxW sizes, e.g. 60000x512")
+  parser.add_argument("--_one", default="", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args._one:  # child process: one measurement, JSON on stdout
+    backend, num, width, height = args._one.split(",")
+    print(json.dumps(measure(backend, int(num), int(width), int(height), args.repeats)))
+    return
+  only = {s for s in args.only.split(",") if s}
+  records = []
+  print(f"load average: {os.getloadavg()}", flush=True)
+  header = (f"{'backend':>9} {'surfels':>7} {'size':>9} {'fwd s':>8} {'fwd+bwd s':>9} "
+            f"{'compile s':>10} {'peak MB':>8} {'pairs/s':>9} {'overflow':>8}")
+  print(header, flush=True)
+  for backend, num, width, height in CASES:
+    if only and f"{num}x{width}" not in only:
+      continue
+    cmd = [sys.executable, __file__, "--_one", f"{backend},{num},{width},{height}",
+           "--repeats", str(args.repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+      print(f"{backend:>9} {num:>7} {width}x{height}: failed\n{proc.stderr[-2000:]}", flush=True)
+      continue
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    records.append(r)
+    print(f"{backend:>9} {num:>7} {f'{width}x{height}':>9} {r['forward_s']:8.4f} "
+          f"{r['forward_backward_s']:9.4f} "
+          f"{r['compile_forward_s'] + r['compile_forward_backward_s']:10.1f} "
+          f"{r['peak_rss_mb']:8.0f} {r['pairs_per_s']:9.2e} {r['overflow']:8d}", flush=True)
+  by_size = {}
+  for r in records:
+    by_size.setdefault((r["surfels"], r["width"]), {})[r["backend"]] = r
+  for (num, width), rs in by_size.items():
+    if "reference" in rs and "xla" in rs:
+      print(f"speed-up xla vs reference at {num} surfels {width}px: forward "
+            f"{rs['reference']['forward_s'] / rs['xla']['forward_s']:.1f}x, forward+backward "
+            f"{rs['reference']['forward_backward_s'] / rs['xla']['forward_backward_s']:.1f}x")
+  print(f"load average: {os.getloadavg()}", flush=True)
+  if args.json:
+    print(json.dumps([{k: r[k] for k in KEYS} for r in records]))
+
+
+if __name__ == "__main__":
+  main()
