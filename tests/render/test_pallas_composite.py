@@ -205,3 +205,14 @@ def test_rasterize_pallas_matches_xla_and_gradients():
     g, w = np.asarray(getattr(grad_got, field)), np.asarray(getattr(grad_want, field))
     assert np.abs(w).max() > 0, field
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max(), err_msg=field)
+
+
+def test_count_beyond_capacity_is_clamped_and_bad_gpu_tile_size_is_rejected():
+  rng = np.random.default_rng(4)
+  rows = _rows(*_camera_surfels(rng, 5, 1)).astype(np.float32)
+  table, count = _tiles(rows, (5, 5), 0.0)
+  np.testing.assert_array_equal(_pallas(table, np.array([99, 5], np.int32), 8, 2),
+                                _pallas(table, count, 8, 2))
+  with pytest.raises(ValueError, match="tile_size"):
+    pallas_composite.composite_tiles_pallas(jnp.asarray(table), jnp.asarray(count), tile_size=12,
+                                            tiles_x=2, params=PARAMS, interpret=False)
