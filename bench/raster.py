@@ -12,6 +12,7 @@ separately. `pairs_per_s` = N * H * W / forward_s (dense-equivalent pixel-surfel
   python bench/raster.py                  # the issue's table
   python bench/raster.py --json           # ... and a JSON list as the last line
   python bench/raster.py --only 60000x512 # one size
+  python bench/raster.py --backends xla,pallas --only 2000x128  # chosen backends at the table's sizes
 """
 
 import argparse
@@ -104,6 +105,10 @@ def main():
   parser.add_argument("--json", action="store_true", help="print a JSON list as the last line")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--only", default="", help="comma-separated NxW sizes, e.g. 60000x512")
+  parser.add_argument("--backends", default="",
+                      help="comma-separated backends (xla, pallas, reference) to measure at every "
+                           "size of the table instead of its fixed backends; pallas runs in "
+                           "interpret mode unless JAX's default backend is a GPU")
   parser.add_argument("--_one", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args._one:  # child process: one measurement, JSON on stdout
@@ -111,12 +116,20 @@ def main():
     print(json.dumps(measure(backend, int(num), int(width), int(height), args.repeats)))
     return
   only = {s for s in args.only.split(",") if s}
+  cases = CASES
+  if args.backends:
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = set(backends) - {"xla", "pallas", "reference"}
+    if unknown:
+      parser.error(f"--backends: unknown {sorted(unknown)}; choose from xla, pallas, reference")
+    sizes = dict.fromkeys(case[1:] for case in CASES)
+    cases = [(b, *size) for size in sizes for b in backends]
   records = []
   print(f"load average: {os.getloadavg()}", flush=True)
   header = (f"{'backend':>9} {'surfels':>7} {'size':>9} {'fwd s':>8} {'fwd+bwd s':>9} "
             f"{'compile s':>10} {'peak MB':>8} {'pairs/s':>9} {'overflow':>8}")
   print(header, flush=True)
-  for backend, num, width, height in CASES:
+  for backend, num, width, height in cases:
     if only and f"{num}x{width}" not in only:
       continue
     cmd = [sys.executable, __file__, "--_one", f"{backend},{num},{width},{height}",
@@ -139,6 +152,10 @@ def main():
       print(f"speed-up xla vs reference at {num} surfels {width}px: forward "
             f"{rs['reference']['forward_s'] / rs['xla']['forward_s']:.1f}x, forward+backward "
             f"{rs['reference']['forward_backward_s'] / rs['xla']['forward_backward_s']:.1f}x")
+    if "pallas" in rs and "xla" in rs:
+      print(f"pallas / xla time at {num} surfels {width}px: forward "
+            f"{rs['pallas']['forward_s'] / rs['xla']['forward_s']:.2f}, forward+backward "
+            f"{rs['pallas']['forward_backward_s'] / rs['xla']['forward_backward_s']:.2f}")
   print(f"load average: {os.getloadavg()}", flush=True)
   if args.json:
     print(json.dumps([{k: r[k] for k in KEYS} for r in records]))
