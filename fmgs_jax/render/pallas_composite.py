@@ -28,7 +28,8 @@ What has been run (CPU only, no GPU was available):
     backend, a float64 brute-force ray-plane compositor and float64 finite differences
     (tests/render/test_pallas_composite.py), and end to end through `rasterize(backend="pallas")`;
   * lowering Pallas -> Triton IR for a CUDA target, on CPU (`jax.jit(...).lower(lowering_platforms=
-    ("cuda",))`), for forward and backward.
+    ("cuda",))`), for forward and backward (a test); once, by hand, the MLIR verifier on both Triton
+    modules (passes; every tensor is (256,) or scalar at tile_size 16).
 What has NOT been run: Triton IR -> PTX compilation and execution on a GPU, hence GPU numerics,
 speed, register pressure (the state is NUM_STATE + C vectors of P floats per program; with
 tile_size 16 and 4 warps that is 2 pixels per thread) and the num_warps choice.
