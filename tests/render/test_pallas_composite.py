@@ -174,7 +174,7 @@ def test_kernels_lower_to_triton_ir():
 
 
 def test_rasterize_pallas_matches_xla_and_gradients():
-  """End to end on 32x32 (4 tiles of 16): outputs and gradients w.r.t. every Surfels field."""
+  """End to end on 40x24 (3x2 tiles of 16, partly outside the image): outputs and gradients."""
   rng = np.random.default_rng(3)
   n, num_channels = 24, 4
   frames, _ = np.linalg.qr(rng.normal(size=(n, 3, 3)))
@@ -184,11 +184,12 @@ def test_rasterize_pallas_matches_xla_and_gradients():
                     opacities=jnp.asarray(rng.uniform(0.3, 1.0, n), jnp.float32),
                     features=jnp.asarray(rng.uniform(0.0, 1.0, (n, num_channels)), jnp.float32))
   camera = look_at(eye=(0.3, -0.2, -2.5), target=(0.0, 0.0, 0.0), up=(0.0, -1.0, 0.0), fx=30.0,
-                   fy=30.0, width=32, height=32)
+                   fy=30.0, width=40, height=24)
   background = jnp.asarray([0.1, 0.2, 0.3, 0.4], jnp.float32)
-  outputs = ("color", "alpha", "depth", "median_depth", "normal", "distortion")
-  weights = {k: jnp.asarray(rng.normal(size=getattr(rasterize(surfels, camera, background), k).shape),
-                            jnp.float32) for k in outputs}
+  shapes = dict(color=(24, 40, num_channels), alpha=(24, 40), depth=(24, 40), median_depth=(24, 40),
+                normal=(24, 40, 3), distortion=(24, 40))
+  outputs = tuple(shapes)
+  weights = {k: jnp.asarray(rng.normal(size=shape), jnp.float32) for k, shape in shapes.items()}
 
   def loss(s, backend):
     out = rasterize(s, camera, background, backend=backend)
