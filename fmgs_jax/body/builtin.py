@@ -23,8 +23,8 @@ code path as a real SMPL file:
   exactly linear in them and its vertices nearly so. We take the linear
   response by central differences (+-1) at betas = 0; the largest vertex
   error of that linear model against mannequin's own reshaping is measured on
-  random betas ~ N(0, 1) and stored in the file (`shape_fit_max_error_m`, about
-  5 mm at the worst vertex for |beta| ~ 1.5, 0.1 mm typical).
+  random betas ~ N(0, 1) and stored in the file (`shape_fit_max_error_m`: under
+  1 mm at the worst vertex for betas ~ N(0, 1), up to ~5 mm past 1.5 sd).
 * J_regressor: per joint, affine weights on its 128 nearest rest vertices that
   reproduce the rest joint exactly (float round-off) and, in the least-squares
   sense, its linear shape response. Mannequin keeps the torso shell rigid (a
