@@ -161,5 +161,9 @@ def builtin_body_model() -> BodyModel:
   """
   path = builtin_path()
   if not path.exists():
-    convert_mannequin(path)
+    try:
+      convert_mannequin(path)
+    except OSError as e:
+      raise OSError(f"Cannot write the built-in body model cache {path}: {e}. Set FMGS_JAX_CACHE to a "
+                    "writable directory.") from e
   return load_body_model(path)
