@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.surfels.max_offset = 0.5  # |offset along normal| <= max_offset * face size
   c.surfels.max_log_scale = 1.0  # scale factor in [exp(-m), exp(m)] times the face size
   c.surfels.init_scale = 1.0  # initial scale relative to face size
+  c.surfels.init_opacity = 0.9  # initial opacity of every surfel (our choice: opaque enough to see the mesh)
 
   # Rasterizer (fmgs_jax/render).
   c.render = ml_collections.ConfigDict()
@@ -222,6 +223,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 1
   c.train.log_every = 50
   c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3  # newest checkpoints kept
+  c.train.background = (0.0, 0.0, 0.0)  # RGB composited under renders and, through the mask, under targets
+  c.train.image_every = 500  # steps between image summaries (render | gt | normals | depth | semantics)
+  c.train.pose_refine = True  # learn a per-frame pose correction (its own optimiser group)
 
   # Evaluation (fmgs_jax/eval).
   c.eval = ml_collections.ConfigDict()
@@ -236,6 +241,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.video_fps = 30.0  # frames per second of orbit / novel-pose videos
   c.eval.video_quality = 8.0  # imageio-ffmpeg quality, 0 (worst) to 10 (best)
   c.eval.surfel_thickness = 1e-3  # exported scale_2 = thickness * min in-plane scale; 0 writes two scales (2DGS)
+  c.eval.orbit_frames = 48  # frames of the 360-degree orbit video
+  c.eval.chamfer_every = 1  # score Chamfer on every k-th frame of a split (it is the slow metric)
   c.eval.surfel_rest_sh = 0  # zero f_rest_* properties in the surfel PLY (45 for SH-degree-3 loaders)
 
   return c

@@ -1,0 +1,204 @@
+"""Training loop: data and priors, the avatar, one jitted step, checkpoints, summaries, then evaluation.
+
+Resuming: the state (parameters, optimiser moments, step, key) is checkpointed with orbax, and which
+frames a step uses is a pure function of (seed, step) (train/schedule.py), so a run interrupted at any
+point and restarted with the same command continues exactly as if it had not stopped. Ctrl-C saves a
+checkpoint before exiting.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from fmgs_jax import avatar as avatar_lib
+from fmgs_jax import body as body_lib
+from fmgs_jax.data import Frame, load_dataset, stack_frames
+from fmgs_jax.train import checkpoint
+from fmgs_jax.train import losses
+from fmgs_jax.train import optim
+from fmgs_jax.train import schedule
+from fmgs_jax.train import step as step_lib
+
+TRAIN_INFO = "train_info.json"
+
+
+def data_root(config: Any, workdir: str) -> str:
+  """The dataset folder: config.data.root, else WORKDIR/data (where the synthetic capture is made)."""
+  return config.data.root or os.path.join(workdir, "data")
+
+
+def load_body(config: Any):
+  """The configured body model: an SMPL-family file, or the built-in template."""
+  return body_lib.load_body_model(config.body.model_path) if config.body.model_path else body_lib.builtin_body_model()
+
+
+def load_training_frames(config: Any, workdir: str) -> tuple[Any, list[Frame]]:
+  """The training split in memory, with the priors its active losses need (derived first for the
+  synthetic backend; for model backends `--mode=priors` must have run)."""
+  root = data_root(config, workdir)
+  ds = load_dataset(config.data, "train", default_root=root)
+  frames = [ds[i] for i in range(len(ds))]
+  weights = losses.active_weights(config.loss)
+  if not any(weights.get(t) for t in step_lib.PRIOR_TERMS):
+    return ds, frames
+  from fmgs_jax.priors import cache as prior_cache  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.priors import extract as prior_extract  # pylint: disable=g-import-not-at-top
+  cache_dir = prior_extract.default_cache_dir(config, workdir)
+  if config.priors.backend == "synthetic":
+    prior_extract.extract_priors(config, workdir)  # cheap, skips frames already cached
+  out = []
+  for i, f in enumerate(frames):
+    key = prior_extract.frame_key(ds, i, "train", root)
+    try:
+      priors = prior_cache.load_priors(cache_dir, key)
+    except (FileNotFoundError, OSError, ValueError) as e:
+      raise FileNotFoundError(
+          f"priors for frame {ds.image_path(i)} are missing from {cache_dir} ({e}); run "
+          "`python -m fmgs_jax.main --mode=priors` with this config first") from None
+    out.append(prior_cache.attach_priors(f, priors))
+  return ds, out
+
+
+def build_avatar(config: Any, frames: list[Frame]):
+  """The avatar for the subject of `frames` (shape from the first frame)."""
+  num = len(frames) if config.train.pose_refine else 0
+  return avatar_lib.build(config, load_body(config), np.asarray(frames[0].betas), num)
+
+
+def make_render_fn(avatar, config: Any, width: int, height: int):
+  """jitted (params, Batch) -> RenderOutput with a leading batch axis (colour: rgb | part probs)."""
+  background = jnp.concatenate([jnp.asarray(config.train.background, jnp.float32),
+                                jnp.zeros((avatar.num_classes,))])
+
+  @jax.jit
+  def render(params, batch):
+    q = avatar_lib.quantities(avatar, params, batch)
+    return step_lib.render_batch(q, batch, width, height, background, config.render)
+
+  return render
+
+
+def _log_images(writer, render_fn, params, batch, step: int, workdir: str, config: Any) -> None:
+  from fmgs_jax.eval import visualize  # pylint: disable=g-import-not-at-top
+  out = jax.device_get(render_fn(params, batch))
+  grid = visualize.comparison_grid(
+      np.asarray(batch.image[0]), np.clip(out.color[0, ..., :3], 0, 1), normals=out.normal[0], depth=out.depth[0],
+      semantics=out.color[0, ..., 3:], alpha=out.alpha[0], depth_percentiles=tuple(config.eval.depth_percentiles))
+  visualize.write_png(os.path.join(workdir, "train_renders", f"step_{step:06d}.png"), grid)
+  if writer is not None:
+    writer.add_image("train/render_gt_normal_depth_semantics", grid, step, dataformats="HWC")
+
+
+def train(config: Any, workdir: str) -> dict:
+  """Trains the avatar; returns {"train_steps", "train_seconds"} (also in WORKDIR/train_info.json)."""
+  ds, frames = load_training_frames(config, workdir)
+  weights = losses.active_weights(config.loss)
+  step_lib.check_priors(weights, stack_frames(frames[:1]))
+  av = build_avatar(config, frames)
+  height, width = frames[0].mask.shape
+  logging.info("avatar: %d surfels, %d training frames of %dx%d", av.num_surfels, len(frames), width, height)
+
+  params = avatar_lib.init_params(av, jax.random.key(config.seed))
+  total_steps = int(config.train.steps)
+  optimizer = optim.make_optimizer(config.optim, params, total_steps)
+  labels = optim.param_labels(params, config.optim.groups)
+  state = step_lib.init_state(params, optimizer, config.seed)
+  mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
+  elapsed = np.float64(0.0)
+  restored = checkpoint.restore_latest(mngr, {"state": state, "elapsed": elapsed})
+  if restored is not None:
+    start, tree = restored
+    state, elapsed = tree["state"], np.float64(tree["elapsed"])
+    logging.info("resumed from step %d", start)
+  start = int(state.step)
+
+  train_step = jax.jit(step_lib.make_train_step(
+      lambda p, b: avatar_lib.quantities(av, p, b), config, optimizer, labels, width, height, av.num_classes,
+      jnp.asarray(av.template.weights), jnp.asarray(av.template.edges)), donate_argnums=0)
+  render_fn = make_render_fn(av, config, width, height)
+
+  def batch_at(step: int):
+    idx = schedule.batch_indices(config.seed, step, len(frames), config.train.batch_size)
+    return step_lib.batch_from_frames(stack_frames([frames[i] for i in idx]))
+
+  writer = None
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+  except ImportError:
+    logging.warning("tensorboardX is not installed: no TensorBoard summaries")
+
+  def save(step):
+    checkpoint.save(mngr, step, {"state": state, "elapsed": np.float64(elapsed)})
+
+  bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+  step = start
+  t_last = time.perf_counter()
+  try:
+    while step < total_steps:
+      batch = batch_at(step)
+      t0 = time.perf_counter()
+      state, metrics = train_step(state, batch)
+      step += 1
+      if step % config.train.log_every == 0 or step == total_steps or step == start + 1:
+        m = jax.device_get(metrics)
+        now = time.perf_counter()
+        if not bool(m["finite"]):
+          logging.warning("step %d: non-finite loss or gradient; the update was skipped", step)
+        bar.set_postfix(loss=f"{float(m['loss']):.4f}", skipped=int(state.skipped))
+        if writer is not None:
+          for k, v in m.items():
+            writer.add_scalar(f"train/{k}", float(v), step)
+          for k, v in optim.learning_rates(config.optim, total_steps, step).items():
+            writer.add_scalar(f"lr/{k}", float(v), step)
+          writer.add_scalar("train/step_seconds", now - t0, step)
+      elapsed += time.perf_counter() - t_last
+      t_last = time.perf_counter()
+      bar.update(1)
+      if step % config.train.image_every == 0 or step == total_steps:
+        _log_images(writer, render_fn, state.params, batch_at(0), step, workdir, config)
+      if step % config.train.checkpoint_every == 0 and step < total_steps:
+        save(step)
+  except KeyboardInterrupt:
+    logging.warning("interrupted at step %d: saving a checkpoint to resume from", step)
+    save(step)
+    raise
+  finally:
+    bar.close()
+    if writer is not None:
+      writer.close()
+  if mngr.latest_step() != step:
+    save(step)
+  info = {"train_steps": int(step), "train_seconds": float(elapsed), "skipped_steps": int(state.skipped)}
+  with open(os.path.join(workdir, TRAIN_INFO), "w") as f:
+    json.dump(info, f, indent=2)
+  return info
+
+
+def restore_params(config: Any, workdir: str):
+  """(avatar, params, train_info) of the newest checkpoint in WORKDIR, for evaluation and rendering."""
+  _, frames = load_training_frames(config, workdir)
+  av = build_avatar(config, frames)
+  params = avatar_lib.init_params(av, jax.random.key(config.seed))
+  optimizer = optim.make_optimizer(config.optim, params, int(config.train.steps))
+  template = {"state": step_lib.init_state(params, optimizer, config.seed), "elapsed": np.float64(0.0)}
+  restored = checkpoint.restore_latest(checkpoint.manager(workdir, config.train.keep_checkpoints), template)
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
+                            "(--mode=train) with this --workdir")
+  step, tree = restored
+  return av, tree["state"].params, {"train_steps": int(step), "train_seconds": float(tree["elapsed"])}
+
+
+def train_and_evaluate(config: Any, workdir: str) -> None:
+  """`--mode=train`: train, then evaluate on the held-out views and poses."""
+  train(config, workdir)
+  from fmgs_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
+  evaluate.evaluate(config, workdir)
