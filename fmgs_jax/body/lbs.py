@@ -17,6 +17,7 @@ import flax.struct
 import jax.numpy as jnp
 
 from fmgs_jax.body.model import BodyModel
+from fmgs_jax.geometry.rotations import axis_angle_to_matrix  # re-exported by fmgs_jax.body
 
 
 @flax.struct.dataclass
@@ -34,28 +35,6 @@ class BodyOutput:
   vertices: jnp.ndarray
   joints: jnp.ndarray
   transforms: jnp.ndarray
-
-
-def axis_angle_to_matrix(rotvec: jnp.ndarray) -> jnp.ndarray:
-  """Rodrigues' formula, smooth (and with finite gradients) at zero rotation.
-
-  Args:
-    rotvec: (..., 3) axis * angle, radians.
-
-  Returns:
-    (..., 3, 3) rotation matrices.
-  """
-  theta2 = jnp.sum(rotvec * rotvec, axis=-1)[..., None, None]
-  small = theta2 < 1e-10
-  safe2 = jnp.where(small, 1.0, theta2)
-  theta = jnp.sqrt(safe2)
-  a = jnp.where(small, 1.0 - theta2 / 6.0, jnp.sin(theta) / theta)  # sin(t) / t
-  b = jnp.where(small, 0.5 - theta2 / 24.0, (1.0 - jnp.cos(theta)) / safe2)  # (1 - cos t) / t^2
-  x, y, z = rotvec[..., 0], rotvec[..., 1], rotvec[..., 2]
-  zero = jnp.zeros_like(x)
-  k = jnp.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(rotvec.shape[:-1] + (3, 3))
-  eye = jnp.eye(3, dtype=rotvec.dtype)
-  return eye + a * k + b * (k @ k)
 
 
 def _check_betas(model: BodyModel, betas: jnp.ndarray) -> None:
