@@ -78,9 +78,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.render.transmittance_min = 1e-4  # stop a pixel before T drops below this (2DGS)
   c.render.near = 0.01
   c.render.far = 100.0
+  # --mode=render (fmgs_jax/eval/animate.py): animate the trained avatar with any SMPL pose sequence.
+  c.render.poses = ""  # pose-sequence file (.npz / .npy / .pkl, see animate.py); "" = the novel-pose split
+  c.render.camera = "train"  # train (the training camera) | orbit (one turn around the subject)
+  c.render.output = ""  # output video path; "" = WORKDIR/renders/animation.mp4
 
   # Learned fields (fmgs_jax/fields). Where the paper gives no value, 3DGS-Avatar's published defaults.
   c.model = ml_collections.ConfigDict()
+  c.model.primitive = "2dgs"  # 2dgs (surfels, the paper) | 3dgs (3D Gaussians on the same faces, ablation)
+  c.model.mesh_guided = True  # False: free Gaussians initialised on the template, skinned (ablation)
   c.model.bbox_padding = 0.1  # metres added around the template's box for the grids (3DGS-Avatar: 0.1)
   # Geometry, appearance and semantic grids: 16 levels x 2 = 32-dim features (paper), 3DGS-Avatar's grid.
   c.model.grid = ml_collections.ConfigDict()
@@ -227,6 +233,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.background = (0.0, 0.0, 0.0)  # RGB composited under renders and, through the mask, under targets
   c.train.image_every = 500  # steps between image summaries (render | gt | normals | depth | semantics)
   c.train.pose_refine = True  # learn a per-frame pose correction (its own optimiser group)
+
+  # Devices and hosts (fmgs_jax/train/parallel.py): data parallelism over a mesh with a `data` axis.
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.num_devices = 0  # devices on the data axis; 0 = all visible devices
+  c.parallel.distributed = "auto"  # auto (initialize when the cluster env vars are set) | on | off
+  c.parallel.coordinator_address = ""  # host:port of process 0; "" = from the environment
+  c.parallel.num_processes = 0  # 0 = from the environment
+  c.parallel.process_id = -1  # -1 = from the environment
 
   # Evaluation (fmgs_jax/eval).
   c.eval = ml_collections.ConfigDict()
