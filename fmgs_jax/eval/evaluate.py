@@ -68,7 +68,7 @@ def frame_metrics(out, frame, config: Any, protocol: str, table, lpips_params) -
     pred_parts = np.argmax(np.asarray(out.color[..., 3:]), -1)
     pred_parts = np.where(np.asarray(out.alpha) > 0.5, pred_parts, 0)
     gt_parts = np.where(fg, gt_parts, 0)
-    m["part_miou"] = float(metrics.part_miou(pred_parts, gt_parts, config.model.num_classes, ignore_index=-1)["miou"])
+    m["part_miou"] = float(metrics.part_miou(pred_parts, gt_parts, config.model.num_classes, ignore_index=-1)["part_miou"])
   return m
 
 
