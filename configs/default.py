@@ -148,6 +148,7 @@ def get_config() -> ml_collections.ConfigDict:
   # the regularisers read (skinning_weights, semantic_features, ...).
   c.isolation = ml_collections.ConfigDict()
   c.isolation.enabled = True  # False: every loss updates everything (the plain summed gradient)
+  c.isolation.vectorize = False  # pull the per-row cotangents through the renderer in one vmapped VJP
   c.isolation.quantities = ml_collections.ConfigDict()
   c.isolation.quantities.rgb = "*"  # photometric: what it touches
   c.isolation.quantities.mask = "*"  # mask: what it touches
@@ -182,6 +183,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.groups.position = group(r"^surfels/(means|offsets?)$", 1.6e-4, 1.6e-6)  # 3DGS-Avatar position
   c.optim.groups.opacity = group(r"^surfels/opacit", 0.05)  # 3DGS-Avatar opacity_lr
   c.optim.groups.scaling = group(r"^surfels/scal", 0.005)  # 3DGS-Avatar scaling_lr
+  c.optim.groups.rotation = group(r"^surfels/rot", 1e-3)  # free Gaussians only (3DGS-Avatar rotation_lr)
   c.optim.groups.non_rigid = group(r"/(geometry_grid|geometry_mlp|pose_encoder)/", 1e-3)  # non_rigid_lr
   c.optim.groups.skinning = group(r"/skinning_(grid|mlp)/", 1e-4)  # 3DGS-Avatar rigid_lr
   c.optim.groups.appearance = group(r"/appearance_(grid|mlp)/", 1e-3)  # 3DGS-Avatar texture_lr

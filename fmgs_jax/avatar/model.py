@@ -6,7 +6,8 @@ Data flow for a frame (pose theta, shape beta, translation t, camera):
   mu        = face barycentres of V_c                       (one surfel per face; fixed count)
   Z_p       = PoseEncoder(theta)
   residual  = GeometryDecoder(f_g(mu), Z_p)                 (offset along n, log-scales, tilt, z_g)
-  W         = SkinningDecoder(hash(V_c))                    (learned skinning field at the vertices,
+  W         = SkinningDecoder(hash(V_c), W_0)               (learned skinning field at the vertices,
+                                                             starting from the template weights W_0,
                                                              pulled to W_0 by L_skin)
   V_p       = LBS(V_c, W, body transforms(theta + per-frame refinement, beta, t))
   surfels   = face frames of the posed mesh V_p, with the bounded residuals applied in that frame:
@@ -14,6 +15,15 @@ Data flow for a frame (pose theta, shape beta, translation t, camera):
               scales = size_p * init_scale * exp(log_scale)
   colour    = AppearanceDecoder(f_c(mu), z_g, Z_p, view direction rotated into the canonical frame)
   semantics = softmax(SemanticDecoder(f_s(mu)))             (28 Sapiens classes)
+
+Ablations (config.model): `primitive = "3dgs"` gives every face a 3D Gaussian instead of a surfel:
+a third scale along the normal, size_p * init_scale * exp(s_n) with a free per-face s_n
+(params surfels/scale_normal, starting isotropic, 3DGS's initialisation). `mesh_guided = False` frees
+the Gaussians from the mesh (3DGS-Avatar style): free canonical centres, quaternions and log-scales
+per Gaussian (params surfels/{means, rotations, scales}) initialised from the template's faces, the
+same pose-dependent residuals applied in each Gaussian's own frame, the skinning field evaluated at
+each deformed centre mu' (the paper's W(mu')) and the blended LBS transform applied to centre and
+frame (re-orthonormalised).
 
 The surfels are recomputed from the posed mesh in every frame, so they follow the body exactly
 ("mesh-guided"); the skinning field is evaluated at the template's vertices rather than at each
@@ -33,7 +43,10 @@ from fmgs_jax import body as body_lib
 from fmgs_jax.avatar import template as template_lib
 from fmgs_jax.fields.model import Fields, fields_from_config
 from fmgs_jax.geometry import frames as frames_lib
+from fmgs_jax.geometry import rotations as rotations_lib
 from fmgs_jax.geometry import surfels as surfels_lib
+
+PRIMITIVES = ("2dgs", "3dgs")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -48,6 +61,8 @@ class Avatar:
     init_opacity: initial opacity of every surfel.
     num_frames: training frames with a learned pose refinement (0 = no refinement).
     num_classes: semantic classes.
+    primitive: "2dgs" (surfels, two scales) or "3dgs" (3D Gaussians, three scales).
+    mesh_guided: surfels bound to the posed mesh's faces (True) or free Gaussians (False).
   """
   body: Any
   template: template_lib.Template
@@ -56,6 +71,8 @@ class Avatar:
   init_opacity: float
   num_frames: int
   num_classes: int
+  primitive: str = "2dgs"
+  mesh_guided: bool = True
 
   @property
   def num_surfels(self) -> int:
@@ -67,21 +84,34 @@ def build(config: Any, body_model: Any, betas: np.ndarray, num_frames: int) -> A
   tmpl = template_lib.build_template(body_model, betas, config.body.num_faces)
   lo, hi = tmpl.vertices.min(0) - config.model.bbox_padding, tmpl.vertices.max(0) + config.model.bbox_padding
   fields = fields_from_config(config, tmpl.weights.shape[1], lo, hi)
+  if config.model.primitive not in PRIMITIVES:
+    raise ValueError(f"config.model.primitive must be one of {PRIMITIVES}, got {config.model.primitive!r}")
   return Avatar(body=body_model, template=tmpl, fields=fields, init_scale=float(config.surfels.init_scale),
                 init_opacity=float(config.surfels.init_opacity), num_frames=int(num_frames),
-                num_classes=int(config.model.num_classes))
+                num_classes=int(config.model.num_classes), primitive=str(config.model.primitive),
+                mesh_guided=bool(config.model.mesh_guided))
 
 
 def init_params(avatar: Avatar, key: jax.Array) -> dict:
-  """Parameters: {"fields": Flax variables, "surfels": {"opacities": (N,) logits},
-  "pose_refine": (num_frames, J, 3) axis-angle corrections (zeros)}."""
+  """Parameters: {"fields": Flax variables, "surfels": {"opacities": (N,) logits, and per primitive /
+  guidance the free per-surfel parameters named in the module doc}, "pose_refine": (num_frames, J, 3)
+  axis-angle corrections (zeros)}."""
   t = avatar.template
   mu = jnp.asarray(t.face_centres)
   j = t.weights.shape[1]
   fields = avatar.fields.init(key, mu[:8], jnp.zeros((j, 3)), jnp.zeros((8, 3)))
   logit = float(np.log(avatar.init_opacity / (1.0 - avatar.init_opacity)))
-  return {"fields": fields,
-          "surfels": {"opacities": jnp.full((avatar.num_surfels,), logit, jnp.float32)},
+  n = avatar.num_surfels
+  surfels = {"opacities": jnp.full((n,), logit, jnp.float32)}
+  if not avatar.mesh_guided:
+    canon = jax.device_get(frames_lib.face_frames(jnp.asarray(t.vertices), jnp.asarray(t.faces)))
+    log_size = np.log(np.maximum(canon.size, 1e-6) * avatar.init_scale).astype(np.float32)
+    surfels["means"] = jnp.asarray(t.face_centres, jnp.float32)
+    surfels["rotations"] = jnp.asarray(rotations_lib.matrix_to_quaternion(canon.rotation), jnp.float32)
+    surfels["scales"] = jnp.asarray(np.repeat(log_size[:, None], 3 if avatar.primitive == "3dgs" else 2, 1))
+  elif avatar.primitive == "3dgs":
+    surfels["scale_normal"] = jnp.zeros((n,), jnp.float32)
+  return {"fields": fields, "surfels": surfels,
           "pose_refine": jnp.zeros((max(avatar.num_frames, 1), j, 3), jnp.float32)}
 
 
@@ -102,7 +132,7 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
 
   Returns:
     dict of float32 arrays: means (N,3) world metres, rotations (N,3,3) columns (t_u, t_v, n),
-    scales (N,2) metres, opacities (N,), colors (N,3) in [0,1], semantics (N,C) probabilities,
+    scales (N,2) metres ((N,3) for 3dgs), opacities (N,), colors (N,3) in [0,1], semantics (N,C) probabilities,
     semantic_features (N,F), skinning_weights (V,J), canonical_means (N,3) (mu' = canonical centre
     moved by the offset) and rest_means (N,3) (L_iso), vertices (V,3) the posed template mesh.
   """
@@ -117,25 +147,49 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
   canon = frames_lib.face_frames(vc, faces)
   eye = camera_centre(world_to_camera)
 
+  free = params["surfels"]
+  t_weights = jnp.asarray(t.weights)
+
   def fields_fn(f: Fields):
     z_p = f.encode_pose(pose)
-    res = f.geometry(mu, z_p)
-    weights = f.skinning(vc)
-    posed_v = body_lib.skin_points(vc, weights, transforms)
-    posed = frames_lib.face_frames(posed_v, faces)
-    s = surfels_lib.place_surfels(posed, res.offset, res.log_scale, res.rotation, avatar.init_scale)
-    view_world = s.means - eye
+    vertex_weights = f.skinning(vc, t_weights)
+    posed_v = body_lib.skin_points(vc, vertex_weights, transforms)
+    if avatar.mesh_guided:
+      res = f.geometry(mu, z_p)
+      posed = frames_lib.face_frames(posed_v, faces)
+      s = surfels_lib.place_surfels(posed, res.offset, res.log_scale, res.rotation, avatar.init_scale)
+      means, rot_p, scales = s.means, s.rotations, s.scales
+      view_from, view_to = canon.rotation, posed.rotation
+      canonical_means = mu + canon.normal * (res.offset * canon.size)[:, None]
+      if avatar.primitive == "3dgs":
+        normal_scale = posed.size * avatar.init_scale * jnp.exp(free["scale_normal"])
+        scales = jnp.concatenate([scales, normal_scale[:, None]], -1)
+      grid_points = mu
+    else:
+      grid_points = free["means"]
+      res = f.geometry(grid_points, z_p)
+      rot_free = rotations_lib.quaternion_to_matrix(free["rotations"])
+      rot_c = rot_free @ rotations_lib.axis_angle_to_matrix(res.rotation)
+      canonical_means = grid_points + rot_free[:, :, 2] * (res.offset * canon.size)[:, None]
+      log_scales = free["scales"] + jnp.pad(res.log_scale, ((0, 0), (0, free["scales"].shape[1] - 2)))
+      scales = jnp.exp(log_scales)
+      face_weights = jnp.mean(t_weights[faces], axis=1)  # each Gaussian's template face
+      blended = jnp.einsum("nj,jab->nab", f.skinning(canonical_means, face_weights), transforms[:, :3, :])
+      means = jnp.einsum("nab,nb->na", blended[:, :, :3], canonical_means) + blended[:, :, 3]
+      rot_p = rotations_lib.orthonormalize(blended[:, :, :3] @ rot_c)
+      view_from, view_to = rot_c, rot_p
+    view_world = means - eye
     view_world = view_world / (jnp.linalg.norm(view_world, axis=-1, keepdims=True) + 1e-9)
-    # posed face frame -> canonical face frame, applied to the view direction.
-    view_canon = jnp.einsum("nij,nkj,nk->ni", canon.rotation, posed.rotation, view_world)
-    rgb = f.appearance(mu, res.latent, z_p, view_canon)
-    logits, f_s = f.semantics(mu)
-    return dict(means=s.means, rotations=s.rotations, scales=s.scales, colors=rgb,
-                semantics=jax.nn.softmax(logits, axis=-1), semantic_features=f_s, skinning_weights=weights,
-                canonical_means=mu + canon.normal * (res.offset * canon.size)[:, None], vertices=posed_v)
+    # posed frame -> canonical frame, applied to the view direction.
+    view_canon = jnp.einsum("nij,nkj,nk->ni", view_from, view_to, view_world)
+    rgb = f.appearance(grid_points, res.latent, z_p, view_canon)
+    logits, f_s = f.semantics(grid_points)
+    return dict(means=means, rotations=rot_p, scales=scales, colors=rgb,
+                semantics=jax.nn.softmax(logits, axis=-1), semantic_features=f_s,
+                skinning_weights=vertex_weights, canonical_means=canonical_means, vertices=posed_v)
 
   q = avatar.fields.apply(params["fields"], method=fields_fn)
-  q["opacities"] = jax.nn.sigmoid(params["surfels"]["opacities"])
+  q["opacities"] = jax.nn.sigmoid(free["opacities"])
   q["rest_means"] = mu
   return q
 

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial.transform import Rotation
+
+from fmgs_jax.geometry import rotations as rotations_lib
 
 SH_C0 = 0.28209479177387814  # degree-0 real spherical harmonic, 1 / (2 sqrt(pi))
 
@@ -116,20 +117,7 @@ def _write_obj(path: Path, vertices, faces, colors, labels) -> None:
   path.write_text("\n".join(lines) + "\n")
 
 
-def rotations_to_quaternions(rotations: np.ndarray) -> np.ndarray:
-  """(N, 3, 3) surfel frames (columns u, v, n) -> (N, 4) unit quaternions (w, x, y, z), w >= 0.
-
-  A reflection (det < 0) is made proper by negating the v column: a Gaussian is
-  symmetric about its tangent axes, so the splat is unchanged. Near-orthonormal
-  input is projected to the nearest rotation (scipy).
-  """
-  r = np.array(rotations, np.float64)
-  if r.ndim != 3 or r.shape[1:] != (3, 3):
-    raise ValueError(f"rotations must be (N, 3, 3), got {r.shape}")
-  flip = np.linalg.det(r) < 0
-  r[flip, :, 1] *= -1.0
-  q = Rotation.from_matrix(r).as_quat(scalar_first=True)
-  return q * np.where(q[:, :1] < 0, -1.0, 1.0)
+rotations_to_quaternions = rotations_lib.matrix_to_quaternion  # (N, 3, 3) -> (N, 4) (w, x, y, z)
 
 
 def export_surfels_ply(path: str | os.PathLike, means: np.ndarray, normals: np.ndarray | None,

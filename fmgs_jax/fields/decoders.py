@@ -185,16 +185,28 @@ class SemanticDecoder(nn.Module):
 
 
 class SkinningDecoder(nn.Module):
-  """Hash features of mu' -> LBS weights W = softmax(MLP(.)) (3DGS-Avatar: 4 x 128).
+  """Hash features of mu' -> LBS weights W = softmax(log(W_0 + eps) + MLP(.)) (3DGS-Avatar: 4 x 128).
+
+  W_0 are the template's weights at the points when the caller has them (the avatar always does: its
+  template's vertex weights, or a free Gaussian's face weights); the MLP's output layer starts at zero,
+  so the field starts as the template's skinning and learns a correction in logit space (our choice:
+  a randomly initialised field would pose the body with near-uniform weights until L_skin pulled it
+  back). Without W_0 the field starts uniform.
 
   Attributes:
     num_joints: J, one output per joint.
     hidden: hidden widths.
+    eps: floor of W_0 inside the log (a joint with no template weight starts at ~eps).
   """
   num_joints: int
   hidden: Sequence[int] = (128, 128, 128, 128)
+  eps: float = 1e-4
 
   @nn.compact
-  def __call__(self, features: jnp.ndarray) -> jnp.ndarray:
-    """Args: features (N, F) hash features at the deformed centres. Returns: (N, J) weights, rows sum to 1."""
-    return nn.softmax(MLP(self.hidden, self.num_joints, name="mlp")(features), axis=-1)
+  def __call__(self, features: jnp.ndarray, base_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Args: features (N, F) hash features at the deformed centres; base_weights (N, J) template
+    weights there, or None. Returns: (N, J) weights, rows sum to 1."""
+    logits = MLP(self.hidden, self.num_joints, zero_init_output=True, name="mlp")(features)
+    if base_weights is not None:
+      logits = logits + jnp.log(base_weights + self.eps)
+    return nn.softmax(logits, axis=-1)

@@ -130,9 +130,9 @@ class Fields(nn.Module):
     """(N, 3) canonical centres, (D_p,) pose latent -> bounded residuals and z_g."""
     return self.geometry_mlp(self.geometry_grid(mu), z_p)
 
-  def skinning(self, mu_prime: jnp.ndarray) -> jnp.ndarray:
-    """(N, 3) deformed canonical centres -> (N, J) LBS weights."""
-    return self.skinning_mlp(self.skinning_grid(mu_prime))
+  def skinning(self, mu_prime: jnp.ndarray, base_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """(N, 3) deformed canonical centres (and (N, J) template weights there) -> (N, J) LBS weights."""
+    return self.skinning_mlp(self.skinning_grid(mu_prime), base_weights)
 
   def appearance(self, mu: jnp.ndarray, z_g: jnp.ndarray, z_p: jnp.ndarray,
                  view_dirs: jnp.ndarray) -> jnp.ndarray:
