@@ -198,7 +198,8 @@ def make_train_step(build_fn: Callable[[Any, Batch], Mapping[str, Any]], config:
     total, values, grads, aux = isolation.isolated_value_and_grad(
         state.params, lambda p: (build_fn(p, batch), None),
         lambda q: _without_overflow(render_batch(q, batch, width, height, background, config.render)),
-        loss_fns, weights, table, group_labels=group_labels, has_aux=True)
+        loss_fns, weights, table, group_labels=group_labels, has_aux=True,
+        vectorize=bool(config.isolation.vectorize))
     overflow = jnp.sum(aux[1])
     finite = jnp.isfinite(total) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
