@@ -81,7 +81,8 @@ def get_config() -> ml_collections.ConfigDict:
   # --mode=render (fmgs_jax/eval/animate.py): animate the trained avatar with any SMPL pose sequence.
   c.render.poses = ""  # pose-sequence file (.npz / .npy / .pkl, see animate.py); "" = the novel-pose split
   c.render.camera = "train"  # train (the training camera) | orbit (one turn around the subject)
-  c.render.output = ""  # output video path; "" = WORKDIR/renders/animation.mp4
+  c.render.output = ""  # .mp4 path, or a folder for numbered PNG frames; "" = WORKDIR/renders/animation.mp4
+  c.render.frames = (0, -1, 1)  # (start, stop, step) of the pose sequence, stop -1 = to the end
 
   # Learned fields (fmgs_jax/fields). Where the paper gives no value, 3DGS-Avatar's published defaults.
   c.model = ml_collections.ConfigDict()
