@@ -62,7 +62,7 @@ def frame_metrics(out, frame, config: Any, protocol: str, table, lpips_params) -
     valid = fg & (frame.gt_depth > 0) & (np.asarray(out.alpha) > 0.5)
     if valid.any():
       d = metrics.depth_errors(np.asarray(out.depth), frame.gt_depth, valid, align="none")
-      m.update({f"depth_{k}": v for k, v in d.items()})
+      m.update(d)  # depth_abs_rel, depth_rmse (report.py's names)
   if frame.gt_parts is not None and table is not None:
     gt_parts = np.where(frame.gt_parts >= 0, table[np.maximum(frame.gt_parts, 0)], -1)
     pred_parts = np.argmax(np.asarray(out.color[..., 3:]), -1)
