@@ -1,4 +1,5 @@
-"""Differentiable 2DGS rasterizer: `rasterize(Surfels, Camera, background, backend=...)`."""
+"""Differentiable 2DGS / 3DGS rasterizer: `rasterize(Surfels, Camera, background, backend=...,
+primitive="2dgs" | "3dgs")`."""
 
 from fmgs_jax.render.camera import Camera, look_at
 from fmgs_jax.render.rasterize import RenderOutput, rasterize

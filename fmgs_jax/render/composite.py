@@ -37,6 +37,13 @@ Packed row layout (float32, F = NUM_GEOMETRY_COLUMNS + C columns):
   NORMAL + 0..2 camera-space unit normal, flipped to face the camera
   FEATURES + c  feature channel c
 
+3D Gaussians (3DGS, `project_3dgs.py`) use the same rows: with a whitening matrix L of the projected
+2D covariance (L^T L = Sigma2D^-1, the 3DGS dilation included), p.xy = L (pixel - centre) (affine in
+the pixel), p.z = 1 (a2 = b2 = 0, c2 = 1) and DET = the centre's camera z, so rho3d = d^T Sigma2D^-1 d
+and the depth is the centre's (as 3DGS renders it). They are composited with
+`CompositeParams.low_pass_filter = False` (the dilation replaces the 2DGS filter); everything else,
+including both backends and their VJPs, is shared.
+
 Pixel state layout (tuple of NUM_STATE + C arrays, one value per pixel):
   T (transmittance), D (sum w depth), M1 (sum w m), M2 (sum w m^2), DIST (distortion), MEDIAN
   (median depth), N + 0..2 (sum w normal), C + c (sum w feature c); w = alpha T.
@@ -93,6 +100,9 @@ class CompositeParams(NamedTuple):
   transmittance_min: float  # stop a pixel before T would drop below this (2DGS: 1e-4)
   near: float  # skip intersections nearer than this, metres
   far: float  # far plane of the distortion's depth normalisation, metres
+  # 2DGS: rho = min(rho3d, rho2d) with the screen-space low-pass filter. False (3D Gaussians, whose
+  # rows already carry the 3DGS dilation): rho = rho3d and depth = det / p.z everywhere.
+  low_pass_filter: bool = True
 
 
 def num_channels(num_columns: int) -> int:
@@ -106,12 +116,13 @@ def init_state(shape, num_features: int, dtype=jnp.float32):
 
 
 def splat_eval(px, py, row, params: CompositeParams):
-  """2DGS ray-splat intersection and alpha of one surfel at pixel centres (px, py).
+  """Alpha of one packed row at pixel centres (px, py): 2DGS ray-splat hit, or a 3D Gaussian's 2D one.
 
   Returns (alpha, depth, valid): alpha = min(alpha_max, opacity exp(-rho/2)); depth, metres, of the
-  ray-plane intersection (of the centre where the low-pass filter wins); valid = the pair is
-  composited unless the transmittance stop says otherwise (depth >= near, alpha >= alpha_min,
-  alpha > 0).
+  ray-plane intersection (of the centre where the low-pass filter wins; with
+  `params.low_pass_filter` False, rho = rho3d and depth = det / p.z, as 3D Gaussian rows need);
+  valid = the pair is composited unless the transmittance stop says otherwise (depth >= near,
+  alpha >= alpha_min, alpha > 0).
   """
   p0 = row[COEF + 0] * px + row[COEF + 1] * py + row[COEF + 2]
   p1 = row[COEF + 3] * px + row[COEF + 4] * py + row[COEF + 5]
@@ -120,12 +131,16 @@ def splat_eval(px, py, row, params: CompositeParams):
   ok = p2 * p2 * _RHO3D_MAX > num
   inv = 1.0 / jnp.where(ok, p2, 1.0)
   rho3d = jnp.where(ok, num * inv * inv, _RHO3D_MAX)
-  dx = row[CENTER + 0] - px
-  dy = row[CENTER + 1] - py
-  rho2d = FILTER_INV_SQUARE * (dx * dx + dy * dy)
-  use3d = rho3d <= rho2d
-  rho = jnp.minimum(rho3d, rho2d)
-  depth = jnp.where(use3d, row[DET] * inv, row[CENTER_DEPTH])
+  if params.low_pass_filter:
+    dx = row[CENTER + 0] - px
+    dy = row[CENTER + 1] - py
+    rho2d = FILTER_INV_SQUARE * (dx * dx + dy * dy)
+    use3d = rho3d <= rho2d
+    rho = jnp.minimum(rho3d, rho2d)
+    depth = jnp.where(use3d, row[DET] * inv, row[CENTER_DEPTH])
+  else:
+    rho = rho3d
+    depth = row[DET] * inv
   alpha = jnp.minimum(params.alpha_max, row[OPACITY] * jnp.exp(-0.5 * rho))
   # alpha == 0 never counts (not even for the median), also when alpha_min = 0.
   valid = (depth >= params.near) & (alpha >= params.alpha_min) & (alpha > 0)

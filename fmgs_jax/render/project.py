@@ -15,7 +15,9 @@ alpha_min)`. Since rho = min(rho3d, rho2d) this is the union of (a) the image of
 disk of radius sqrt(rho_c / 2) px around the projected centre. With alpha_min = 0 every surfel covers
 the whole image, so the tiled result is the exact dense function.
 
-Stable API: `Projected`, `project_surfels`, `pack_rows`.
+3D Gaussians have their own projection (`project_3dgs.py`) into the same `Projected`.
+
+Stable API: `Projected`, `project_surfels`, `pack_rows`, `tile_range`.
 """
 
 import flax.struct
@@ -108,6 +110,23 @@ def _extent(t, center, opacities, alpha_min, width, height):
                           jnp.maximum(conic[:, 2:], disk[:, 2:])], -1)
 
 
+def tile_range(box, tile_size: int, tiles_x: int, tiles_y: int):
+  """Inclusive tile boxes (N, 4) int32 and on-screen flags (N,) from pixel boxes (N, 4) float32.
+
+  Pixel boxes are (x0, y0, x1, y1); they are padded by `_EXTENT_PAD` px so that float round-off
+  never drops a valid pair.
+  """
+  box = box + jnp.array([-_EXTENT_PAD, -_EXTENT_PAD, _EXTENT_PAD, _EXTENT_PAD])
+  # Clip in float first so huge/inf boxes cast safely.
+  lo = jnp.floor(box[:, :2] / tile_size)
+  hi = jnp.floor(box[:, 2:] / tile_size)
+  tmax = jnp.array([tiles_x - 1, tiles_y - 1], jnp.float32)
+  on_screen = jnp.all((hi >= 0) & (lo <= tmax), -1)
+  lo = jnp.clip(lo, 0, tmax).astype(jnp.int32)
+  hi = jnp.clip(hi, 0, tmax).astype(jnp.int32)
+  return jnp.concatenate([lo, hi], -1), on_screen
+
+
 def project_surfels(surfels: Surfels, camera: Camera, alpha_min: float, tile_size: int) -> Projected:
   """Projects surfels into `camera`, packs their rows and finds their tile ranges.
 
@@ -129,19 +148,11 @@ def project_surfels(surfels: Surfels, camera: Camera, alpha_min: float, tile_siz
   center = rows_ng[:, composite.CENTER:composite.CENTER + 2]
   box = _extent(t_ng, center, jax.lax.stop_gradient(surfels.opacities), alpha_min, camera.width,
                 camera.height)
-  box = box + jnp.array([-_EXTENT_PAD, -_EXTENT_PAD, _EXTENT_PAD, _EXTENT_PAD])
-  # Inclusive tile range; clip in float first so huge/inf boxes cast safely.
-  lo = jnp.floor(box[:, :2] / tile_size)
-  hi = jnp.floor(box[:, 2:] / tile_size)
-  tmax = jnp.array([tiles_x - 1, tiles_y - 1], jnp.float32)
-  on_screen = jnp.all((hi >= 0) & (lo <= tmax), -1)
-  lo = jnp.clip(lo, 0, tmax).astype(jnp.int32)
-  hi = jnp.clip(hi, 0, tmax).astype(jnp.int32)
+  tile_bbox, on_screen = tile_range(box, tile_size, tiles_x, tiles_y)
   scales = jax.lax.stop_gradient(surfels.scales)
   depth = jax.lax.stop_gradient(p_c[:, 2])
   visible = ((depth > camera.near) & (jax.lax.stop_gradient(cos) != 0)
              & jnp.all((scales > 0) & jnp.isfinite(scales), -1)
              & jnp.all(jnp.isfinite(rows_ng), -1)
              & (jax.lax.stop_gradient(surfels.opacities) >= alpha_min) & on_screen)
-  return Projected(rows=rows, depth=depth, visible=visible,
-                   tile_bbox=jnp.concatenate([lo, hi], -1))
+  return Projected(rows=rows, depth=depth, visible=visible, tile_bbox=tile_bbox)

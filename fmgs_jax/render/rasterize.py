@@ -1,4 +1,5 @@
-"""Public entry of the 2DGS rasterizer: projection, binning, compositing backend, image assembly."""
+"""Public entry of the rasterizer (2DGS surfels or 3D Gaussians): projection, binning, compositing
+backend, image assembly."""
 
 import functools
 
@@ -6,9 +7,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from fmgs_jax.render import binning, composite, project, reference
+from fmgs_jax.render import binning, composite, project, project_3dgs, reference
 from fmgs_jax.render.camera import Camera
-from fmgs_jax.render.surfels import Surfels, check_surfels
+from fmgs_jax.render.surfels import PRIMITIVES, Surfels, check_surfels
 
 BACKENDS = ("xla", "pallas", "reference")
 
@@ -20,11 +21,11 @@ class RenderOutput:
   Attributes:
     color: (H, W, C) float32 composited features with the background under them.
     alpha: (H, W) float32 opacity, 1 - final transmittance.
-    depth: (H, W) float32 expected depth, metres: alpha-weighted intersection depth / alpha (0 where
-      alpha = 0).
+    depth: (H, W) float32 expected depth, metres: alpha-weighted intersection depth (2DGS) or centre
+      depth (3DGS) / alpha (0 where alpha = 0).
     median_depth: (H, W) float32 metres: depth of the last surfel with T > 0.5 before it (0 if none).
     normal: (H, W, 3) float32 alpha-weighted camera-space normals facing the camera (not normalised).
-    distortion: (H, W) float32 2DGS depth-distortion term.
+    distortion: (H, W) float32 2DGS depth-distortion term (of the same per-primitive depths).
     overflow: () int32 surfel-tile pairs dropped by the tile capacity (0 for `reference`).
   """
   color: jnp.ndarray
@@ -58,17 +59,20 @@ def untile(state, tiles_x: int, tiles_y: int, tile_size: int, width: int, height
 
 
 @functools.partial(jax.jit, static_argnames=("backend", "params", "tile_size", "tile_capacity",
-                                             "pair_capacity", "tiles_per_chunk"))
+                                             "pair_capacity", "tiles_per_chunk", "primitive"))
 def _rasterize(surfels, camera, background, backend, params, tile_size, tile_capacity,
-               pair_capacity, tiles_per_chunk):
+               pair_capacity, tiles_per_chunk, primitive):
   if backend == "reference":
-    state = reference.render_state(surfels, camera, params)
+    state = reference.render_state(surfels, camera, params, primitive=primitive)
     state = state.reshape(camera.height, camera.width, -1)
     overflow = jnp.int32(0)
   else:
     tiles_x = -(-camera.width // tile_size)
     tiles_y = -(-camera.height // tile_size)
-    proj = project.project_surfels(surfels, camera, params.alpha_min, tile_size)
+    if primitive == "3dgs":
+      proj = project_3dgs.project_gaussians(surfels, camera, params.alpha_min, tile_size)
+    else:
+      proj = project.project_surfels(surfels, camera, params.alpha_min, tile_size)
     bins = binning.bin_surfels(proj.tile_bbox, proj.depth, proj.visible, tiles_x, tiles_y,
                                tile_capacity, pair_capacity or default_pair_capacity(
                                    surfels.means.shape[0], tiles_x * tiles_y, tile_capacity))
@@ -90,11 +94,19 @@ def _rasterize(surfels, camera, background, backend, params, tile_size, tile_cap
 def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla",
               alpha_min: float = 1.0 / 255.0, alpha_max: float = 0.99,
               transmittance_min: float = 1e-4, tile_size: int = 16, tile_capacity: int = 1024,
-              pair_capacity: int | None = None, tiles_per_chunk: int = 16) -> RenderOutput:
-  """Renders 2DGS surfels (Huang et al. 2024) into `camera`; differentiable in every Surfels field.
+              pair_capacity: int | None = None, tiles_per_chunk: int = 16,
+              primitive: str = "2dgs") -> RenderOutput:
+  """Renders 2DGS surfels or 3D Gaussians into `camera`; differentiable in every Surfels field.
+
+  "2dgs" (Huang et al. 2024): ray-splat intersection with the screen-space low-pass filter, depth of
+  the intersection. "3dgs" (Kerbl et al. 2023): EWA-projected 2D Gaussians with the 0.3 px^2 dilation
+  (no opacity compensation, no low-pass filter), depth of the centre, normal = the smallest-scale
+  axis facing the camera (project_3dgs.py). Both share binning, compositing (front to back, alpha
+  floor and clamp, transmittance stop, median depth, distortion) and every backend.
 
   Args:
-    surfels: N world-space surfels (features (N, C)).
+    surfels: N world-space primitives (features (N, C)); scales (N, 2) for "2dgs", (N, 3) for "3dgs"
+      (the third along the rotation's third column).
     camera: pinhole camera; camera.near / camera.far set the near cut and the distortion's depth range.
     background: (C,) float32 composited under the result (color only).
     backend: "xla" (tiled, default on CPU), "pallas" (fused kernel; interpret mode on CPU) or
@@ -107,6 +119,7 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
     pair_capacity: surfel-tile pair buffer; None = min(n_tiles * tile_capacity, max(4 N,
       32 n_tiles)) (a body-like scene has ~2 pairs per surfel); excess is counted in `overflow`.
     tiles_per_chunk: tiles composited together by the xla backend (a speed knob only).
+    primitive: "2dgs" (surfels, the default) or "3dgs" (3D Gaussians).
 
   Returns:
     RenderOutput. With alpha_min = transmittance_min = 0 and no overflow every backend computes the
@@ -114,14 +127,18 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
   """
   if backend not in BACKENDS:
     raise ValueError(f"rasterize: backend must be one of {BACKENDS}, got {backend!r}")
-  check_surfels(surfels)
+  if primitive not in PRIMITIVES:
+    raise ValueError(f"rasterize: primitive must be one of {tuple(PRIMITIVES)}, got {primitive!r}")
+  check_surfels(surfels, primitive)
   if camera.width <= 0 or camera.height <= 0:
     raise ValueError(f"Camera.width/height must be positive, got {camera.width}x{camera.height}")
   if tuple(jnp.shape(background)) != (surfels.features.shape[1],):
     raise ValueError(f"rasterize: background must have shape ({surfels.features.shape[1]},) like "
                      f"Surfels.features' channels, got {tuple(jnp.shape(background))}")
   params = composite.CompositeParams(float(alpha_min), float(alpha_max), float(transmittance_min),
-                                     float(camera.near), float(camera.far))
+                                     float(camera.near), float(camera.far),
+                                     low_pass_filter=primitive == "2dgs")
   return _rasterize(surfels, camera, jnp.asarray(background, surfels.features.dtype), backend,
                     params, int(tile_size), int(tile_capacity),
-                    None if pair_capacity is None else int(pair_capacity), int(tiles_per_chunk))
+                    None if pair_capacity is None else int(pair_capacity), int(tiles_per_chunk),
+                    primitive)
