@@ -101,18 +101,20 @@ SCENE = (0, 96, 44, 30)
 
 @functools.cache
 def scene_render(backend, thresholds="default"):
-  """(RenderOutput, Surfels of gradients of a random projection of every map) for SCENE."""
+  """(RenderOutput, Surfels of gradients of a random projection of every map) for SCENE.
+
+  thresholds "zero" (alpha_min = transmittance_min = 0) renders forward only (gradients None).
+  """
   s, cam, bg = random_gaussians(*SCENE)
-  kw = {} if thresholds == "default" else dict(alpha_min=0.0, transmittance_min=0.0,
-                                               pair_capacity=SCENE[1] * 6)
+  if thresholds == "zero":
+    return rasterize(s, cam, bg, backend=backend, primitive="3dgs", alpha_min=0.0,
+                     transmittance_min=0.0, pair_capacity=SCENE[1] * 6), None
   wts = jax.random.normal(jax.random.PRNGKey(0), (SCENE[3], SCENE[2], 10))
 
   def loss(s):
-    o = rasterize(s, cam, bg, backend=backend, primitive="3dgs", **kw)
+    o = rasterize(s, cam, bg, backend=backend, primitive="3dgs")
     return jnp.sum(_maps(o) * wts), o
 
-  if thresholds != "default":  # forward only
-    return rasterize(s, cam, bg, backend=backend, primitive="3dgs", **kw), None
   (_, out), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(s)
   return out, grad
 
