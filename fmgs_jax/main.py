@@ -46,7 +46,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config, workdir, mode = _CONFIG.value, _WORKDIR.value, _MODE.value
-  write_config(config, workdir)
+  main_process = True
+  if mode == "train":  # training may span processes; join them before anything touches a device
+    from fmgs_jax.train import parallel  # pylint: disable=g-import-not-at-top
+    parallel.maybe_initialize_distributed(config.parallel)
+    main_process = parallel.is_main_process()
+  if main_process:
+    write_config(config, workdir)
   logging.info("mode=%s workdir=%s", mode, workdir)
   # Imports per mode keep start-up light and keep torch out of every mode but `priors`.
   if mode == "train":

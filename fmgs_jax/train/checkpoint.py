@@ -23,11 +23,23 @@ def _arrays(tree: Any) -> Any:
   return jax.tree.map(lambda x: np.asarray(x) if isinstance(x, (np.generic, int, float)) else x, tree)
 
 
-def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
-  """Opens (creating if needed) WORKDIR/checkpoints. Saves are synchronous so a kill never loses a save."""
+def manager(workdir: str, max_to_keep: int = 3, process_local: bool = False) -> ocp.CheckpointManager:
+  """Opens (creating if needed) WORKDIR/checkpoints. Saves are synchronous so a kill never loses a save.
+
+  In a multi-process run every process must call `save` (orbax writes each array once, from process 0,
+  and synchronises the processes); `process_local=True` gives a manager for one process alone (process
+  0 reading the newest checkpoint for evaluation while the others wait).
+  """
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  multiprocessing, create = ocp.options.MultiprocessingOptions(), True
+  if process_local and jax.process_count() > 1:  # orbax cannot create the folder for a subset of processes
+    me = jax.process_index()
+    multiprocessing = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                                         barrier_sync_key_prefix=f"local{me}")
+    create = False
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+      max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False,
+      multiprocessing_options=multiprocessing)
   return ocp.CheckpointManager(directory, options=options)
 
 

@@ -4,6 +4,11 @@ Resuming: the state (parameters, optimiser moments, step, key) is checkpointed w
 frames a step uses is a pure function of (seed, step) (train/schedule.py), so a run interrupted at any
 point and restarted with the same command continues exactly as if it had not stopped. Ctrl-C saves a
 checkpoint before exiting.
+
+Devices and hosts: the same `train` runs on one device, on every device of a machine, and on every
+process of a multi-host run (train/parallel.py): the global batch (train.batch_size) is split over the
+mesh's `data` axis, the state is replicated, and the frames of each step are the same whatever the
+layout. Only process 0 writes summaries, images and train_info.json; checkpoint saves are collective.
 """
 
 import json
@@ -23,6 +28,7 @@ from fmgs_jax.data import Frame, load_dataset, stack_frames
 from fmgs_jax.train import checkpoint
 from fmgs_jax.train import losses
 from fmgs_jax.train import optim
+from fmgs_jax.train import parallel
 from fmgs_jax.train import schedule
 from fmgs_jax.train import step as step_lib
 
@@ -96,20 +102,37 @@ def _log_images(writer, render_fn, params, batch, step: int, workdir: str, confi
     writer.add_image("train/render_gt_normal_depth_semantics", grid, step, dataformats="HWC")
 
 
+def _load_in_turn(config: Any, workdir: str) -> tuple[Any, list[Frame]]:
+  """`load_training_frames`, process 0 first: it may generate the synthetic capture and its priors into
+  folders the other processes share."""
+  main = parallel.is_main_process()
+  out = load_training_frames(config, workdir) if main else None
+  parallel.barrier("training frames")
+  return out if main else load_training_frames(config, workdir)
+
+
 def train(config: Any, workdir: str) -> dict:
-  """Trains the avatar; returns {"train_steps", "train_seconds"} (also in WORKDIR/train_info.json)."""
-  ds, frames = load_training_frames(config, workdir)
+  """Trains the avatar; returns {"train_steps", "train_seconds"} (also in WORKDIR/train_info.json).
+
+  Call it on every process of a multi-process run (after `parallel.maybe_initialize_distributed`).
+  """
+  mesh = parallel.make_mesh(config.parallel.num_devices)
+  batch_size = int(config.train.batch_size)
+  parallel.check_batch_size(batch_size, mesh)
+  main = parallel.is_main_process()
+  ds, frames = _load_in_turn(config, workdir)
   weights = losses.active_weights(config.loss)
   step_lib.check_priors(weights, stack_frames(frames[:1]))
   av = build_avatar(config, frames)
   height, width = frames[0].mask.shape
-  logging.info("avatar: %d surfels, %d training frames of %dx%d", av.num_surfels, len(frames), width, height)
+  logging.info("avatar: %d surfels, %d training frames of %dx%d; global batch %d over %d devices, %d processes",
+               av.num_surfels, len(frames), width, height, batch_size, mesh.devices.size, jax.process_count())
 
   params = avatar_lib.init_params(av, jax.random.key(config.seed))
   total_steps = int(config.train.steps)
   optimizer = optim.make_optimizer(config.optim, params, total_steps)
   labels = optim.param_labels(params, config.optim.groups)
-  state = step_lib.init_state(params, optimizer, config.seed)
+  state = parallel.replicate(step_lib.init_state(params, optimizer, config.seed), mesh)
   mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
   elapsed = np.float64(0.0)
   restored = checkpoint.restore_latest(mngr, {"state": state, "elapsed": elapsed})
@@ -119,31 +142,36 @@ def train(config: Any, workdir: str) -> dict:
     logging.info("resumed from step %d", start)
   start = int(state.step)
 
-  train_step = jax.jit(step_lib.make_train_step(
+  train_step = parallel.jit_step(step_lib.make_train_step(
       lambda p, b: avatar_lib.quantities(av, p, b), config, optimizer, labels, width, height, av.num_classes,
-      jnp.asarray(av.template.weights), jnp.asarray(av.template.edges)), donate_argnums=0)
+      jnp.asarray(av.template.weights), jnp.asarray(av.template.edges)), mesh)
   render_fn = make_render_fn(av, config, width, height)
+  rows = parallel.local_rows(mesh, batch_size)
 
-  def batch_at(step: int):
-    idx = schedule.batch_indices(config.seed, step, len(frames), config.train.batch_size)
+  def batch_at(step: int, only=None):
+    """The global batch of `step`, or only its rows `only` (this process's share)."""
+    idx = schedule.batch_indices(config.seed, step, len(frames), batch_size)
+    idx = idx if only is None else idx[only]
     return step_lib.batch_from_frames(stack_frames([frames[i] for i in idx]))
 
   writer = None
-  try:
-    import tensorboardX  # pylint: disable=g-import-not-at-top
-    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-  except ImportError:
-    logging.warning("tensorboardX is not installed: no TensorBoard summaries")
+  if main:
+    try:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    except ImportError:
+      logging.warning("tensorboardX is not installed: no TensorBoard summaries")
 
   def save(step):
     checkpoint.save(mngr, step, {"state": state, "elapsed": np.float64(elapsed)})
 
-  bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+  bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                  disable=not main)
   step = start
   t_last = time.perf_counter()
   try:
     while step < total_steps:
-      batch = batch_at(step)
+      batch = parallel.shard_batch(batch_at(step, rows), mesh, batch_size)
       t0 = time.perf_counter()
       state, metrics = train_step(state, batch)
       step += 1
@@ -162,8 +190,8 @@ def train(config: Any, workdir: str) -> dict:
       elapsed += time.perf_counter() - t_last
       t_last = time.perf_counter()
       bar.update(1)
-      if step % config.train.image_every == 0 or step == total_steps:
-        _log_images(writer, render_fn, state.params, batch_at(0), step, workdir, config)
+      if main and (step % config.train.image_every == 0 or step == total_steps):
+        _log_images(writer, render_fn, parallel.local_copy(state.params), batch_at(0), step, workdir, config)
       if step % config.train.checkpoint_every == 0 and step < total_steps:
         save(step)
   except KeyboardInterrupt:
@@ -177,19 +205,24 @@ def train(config: Any, workdir: str) -> dict:
   if mngr.latest_step() != step:
     save(step)
   info = {"train_steps": int(step), "train_seconds": float(elapsed), "skipped_steps": int(state.skipped)}
-  with open(os.path.join(workdir, TRAIN_INFO), "w") as f:
-    json.dump(info, f, indent=2)
+  if main:
+    with open(os.path.join(workdir, TRAIN_INFO), "w") as f:
+      json.dump(info, f, indent=2)
   return info
 
 
 def restore_params(config: Any, workdir: str):
-  """(avatar, params, train_info) of the newest checkpoint in WORKDIR, for evaluation and rendering."""
+  """(avatar, params, train_info) of the newest checkpoint in WORKDIR, for evaluation and rendering.
+
+  Process-local: in a multi-process run only the calling process reads (process 0 evaluates alone).
+  """
   _, frames = load_training_frames(config, workdir)
   av = build_avatar(config, frames)
   params = avatar_lib.init_params(av, jax.random.key(config.seed))
   optimizer = optim.make_optimizer(config.optim, params, int(config.train.steps))
   template = {"state": step_lib.init_state(params, optimizer, config.seed), "elapsed": np.float64(0.0)}
-  restored = checkpoint.restore_latest(checkpoint.manager(workdir, config.train.keep_checkpoints), template)
+  mngr = checkpoint.manager(workdir, config.train.keep_checkpoints, process_local=True)
+  restored = checkpoint.restore_latest(mngr, template)
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
                             "(--mode=train) with this --workdir")
@@ -198,7 +231,10 @@ def restore_params(config: Any, workdir: str):
 
 
 def train_and_evaluate(config: Any, workdir: str) -> None:
-  """`--mode=train`: train, then evaluate on the held-out views and poses."""
+  """`--mode=train`: train (on every process), then evaluate on the held-out views and poses (process 0)."""
   train(config, workdir)
   from fmgs_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
-  evaluate.evaluate(config, workdir)
+  if parallel.is_main_process():
+    evaluate.evaluate(config, workdir)
+  # The others wait, alive (the coordination service would take a silent exit for a crash).
+  parallel.barrier("evaluation")
