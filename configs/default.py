@@ -244,6 +244,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.parallel.coordinator_address = ""  # host:port of process 0; "" = from the environment
   c.parallel.num_processes = 0  # 0 = from the environment
   c.parallel.process_id = -1  # -1 = from the environment
+  # GPUs this process drives: "" = JAX's default (under SLURM: the task's SLURM_LOCALID GPU, i.e. one
+  # process per GPU; else every visible one), "all" = every GPU in CUDA_VISIBLE_DEVICES (one process
+  # per node), or ids "0,1,2,3".
+  c.parallel.local_device_ids = ""
 
   # Evaluation (fmgs_jax/eval).
   c.eval = ml_collections.ConfigDict()
