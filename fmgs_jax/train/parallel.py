@@ -52,6 +52,32 @@ def cluster_process_count(environ: Mapping[str, str] | None = None) -> tuple[int
   return 1, ""
 
 
+def local_device_ids(spec: str, environ: Mapping[str, str] | None = None) -> list[int] | None:
+  """`config.parallel.local_device_ids` as jax.distributed.initialize takes it.
+
+  "" -> None (JAX's default: JAX_LOCAL_DEVICE_IDS, else under SLURM the GPU numbered SLURM_LOCALID,
+  else all); "all" -> every GPU listed in CUDA_VISIBLE_DEVICES (one process driving a whole node:
+  JAX's SLURM detection alone would give it one GPU); "0,2" -> [0, 2].
+  """
+  env = os.environ if environ is None else environ
+  spec = str(spec).strip()
+  if not spec:
+    return None
+  if spec == "all":
+    visible = env.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not visible:
+      raise ValueError("config parallel.local_device_ids = 'all' counts the GPUs in CUDA_VISIBLE_DEVICES, which "
+                       "is not set: list the ids instead, e.g. --config.parallel.local_device_ids=0,1,2,3")
+    return list(range(len(visible.split(","))))
+  try:
+    ids = [int(x) for x in spec.split(",")]
+  except ValueError:
+    raise ValueError(f"config parallel.local_device_ids: {spec!r}, expected '', 'all' or ids like 0,1,2,3") from None
+  if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+    raise ValueError(f"config parallel.local_device_ids: {spec!r}, expected distinct non-negative ids")
+  return ids
+
+
 def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] | None = None) -> bool:
   """Joins the processes of a multi-process run (`jax.distributed.initialize`); once, before any device use.
 
@@ -61,7 +87,7 @@ def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] |
       else SLURM or Open MPI through JAX's cluster detection), "auto" (when the config names a
       coordinator or more than one process, or the environment does, see `cluster_process_count`);
       coordinator_address ("host:port" of process 0), num_processes (0 = environment), process_id
-      (-1 = environment).
+      (-1 = environment), local_device_ids (see `local_device_ids`).
     environ: the environment (default os.environ; for tests).
 
   Returns:
@@ -92,9 +118,11 @@ def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] |
     raise ValueError(f"config parallel.coordinator_address: {address!r}, expected host:port of process 0")
   if num is not None and pid is not None and not 0 <= pid < num:
     raise ValueError(f"config parallel.process_id = {pid} is not in [0, parallel.num_processes = {num})")
-  logging.info("jax.distributed.initialize(coordinator_address=%s, num_processes=%s, process_id=%s)",
-               address, num, pid)
-  jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
+  local = local_device_ids(parallel_cfg.local_device_ids, env)
+  logging.info("jax.distributed.initialize(coordinator_address=%s, num_processes=%s, process_id=%s, "
+               "local_device_ids=%s)", address, num, pid, local)
+  jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid,
+                             local_device_ids=local)
   logging.info("process %d of %d; %d local of %d devices", jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
   return True

@@ -9,7 +9,8 @@ starts, so these runs cannot live in the pytest process).
 OUT/devices_N (N = 4 first checks that a global batch of 6 is refused); the trained parameters, read
 back by `loop.restore_params`, into OUT/devices_N_params.npz (N = 1: the initial ones too); OUT/devices_N.json.
 `process`: joins the other process through `parallel.maybe_initialize_distributed` (environment
-variables), trains on a 4-device mesh (2 devices of each process) into the shared OUT/procs, then
+variables), trains on a 4-device mesh (2 devices of each process) into the shared OUT/procs (resuming
+from whatever checkpoint the test put there), then
 process 0 alone reads the newest checkpoint with `loop.restore_params` (as evaluation does) into
 OUT/procs_restored.npz; writes OUT/process_<i>.json.
 """
@@ -22,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-STEPS = 2
+STEPS = 3
 BATCH = 4
 
 
@@ -90,6 +91,8 @@ def process(_, out: str, data_root: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from fmgs_jax.train import loop  # pylint: disable=g-import-not-at-top
   from fmgs_jax.train import parallel  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)  # the test reads "resumed from step k" in the log
   config = tiny_config(data_root, 4)
   joined = parallel.maybe_initialize_distributed(config.parallel)
   workdir = os.path.join(out, "procs")

@@ -1,15 +1,16 @@
 """Data parallelism (fmgs_jax/train/parallel.py): the launcher-environment rules, batch sharding on the
 pytest process's one device, and, in subprocesses (XLA_FLAGS and jax.distributed must be set before JAX
-starts; tests/train/parallel_worker.py), the tiny avatar trained by `loop.train` for 2 steps with a global
-batch of 4 on 1 device, on 4 devices of one process, and on 2 processes x 2 devices (a 4-device mesh
-over 2 x 4 visible ones) joined by jax.distributed on loopback (gloo CPU collectives): the parameter
-updates agree to float round-off.
+starts; tests/train/parallel_worker.py), the tiny avatar trained by `loop.train` for 3 steps with a global
+batch of 4 on 1 device and on 4 devices of one process, and resumed from the 1-device step-1 checkpoint
+for 2 steps on 2 processes x 2 devices (a 4-device mesh over 2 x 4 visible ones) joined by
+jax.distributed on loopback (gloo CPU collectives): the parameter updates agree to float round-off.
 """
 
 import glob
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def _worker_module():
 
 def _cfg(**kw):
   import ml_collections  # pylint: disable=g-import-not-at-top
-  base = dict(num_devices=0, distributed="auto", coordinator_address="", num_processes=0, process_id=-1)
+  base = dict(num_devices=0, distributed="auto", coordinator_address="", num_processes=0, process_id=-1,
+              local_device_ids="")
   return ml_collections.ConfigDict({**base, **kw})
 
 
@@ -73,6 +75,22 @@ def test_bad_settings_name_the_config_field_before_initializing():
   with pytest.raises(ValueError, match="parallel.process_id = 5"):  # id from the environment, count from config
     parallel.maybe_initialize_distributed(
         _cfg(num_processes=2), {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:9", "JAX_PROCESS_ID": "5"})
+  assert not jax.distributed.is_initialized()
+
+
+def test_local_device_ids():
+  assert parallel.local_device_ids("", {"CUDA_VISIBLE_DEVICES": "0,1"}) is None  # JAX decides
+  assert parallel.local_device_ids("all", {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}) == [0, 1, 2, 3]  # ordinals
+  assert parallel.local_device_ids(" 0,2 ", {}) == [0, 2]
+  with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES, which is not set"):
+    parallel.local_device_ids("all", {})
+  for bad in ("gpu0", "1,1", "-1"):
+    with pytest.raises(ValueError, match="parallel.local_device_ids"):
+      parallel.local_device_ids(bad, {})
+  with pytest.raises(ValueError, match="parallel.local_device_ids"):  # checked before initialising
+    parallel.maybe_initialize_distributed(_cfg(distributed="on", local_device_ids="all"),
+                                          {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:9", "JAX_NUM_PROCESSES": "2",
+                                           "JAX_PROCESS_ID": "0"})
   assert not jax.distributed.is_initialized()
 
 
@@ -140,10 +158,13 @@ def runs(tmp_path_factory):
   from fmgs_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
   load_dataset(_worker_module().tiny_config(data_root).data, "train")  # the capture, before the workers share it
   # Every worker sees 4 CPU devices (the XLA flags are part of the compilation-cache key) and shares one
-  # persistent cache, so the 2-process run finds the small eager programs the first runs compiled.
+  # persistent cache, so the 2-process run finds the small eager programs the first runs compiled. No
+  # LLVM optimisation: it halves the compile time that dominates these runs (the runs compare with
+  # each other, all compiled alike).
   cache = os.environ.get("FMGS_TEST_XLA_CACHE") or os.path.join(out, "xla_cache")
-  env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_COMPILATION_CACHE_DIR=cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  flags = ("--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0 "
+           "--xla_llvm_disable_expensive_passes=true")
+  env = _env(XLA_FLAGS=flags, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   _run_all([(f"devices_{n}", ["devices", str(n), out, data_root], env) for n in (1, 4)], out)
   return out, data_root, env
 
@@ -153,8 +174,13 @@ def _load(path):
     return {k: z[k] for k in z.files}
 
 
-def _assert_same_updates(init, ref, other, rtol=1e-4):
-  """Per parameter: max |(other - init) - (ref - init)| <= rtol * max |ref - init| (+ a float32 floor)."""
+def _assert_same_updates(init, ref, other, rtol=1e-3):
+  """Per parameter: max |(other - init) - (ref - init)| <= rtol * max |ref - init| (+ a float32 floor).
+
+  Measured: <= 4e-4 of the update after 3 steps (the worst: small zero-initialised biases), float32
+  round-off of gradients summed in another order; a sharding mistake (a gradient not all-reduced, or
+  averaged over the wrong count) would be off by O(1) of the update.
+  """
   assert set(ref) == set(other) == set(init)
   moved = 0
   for k in ref:
@@ -173,7 +199,7 @@ def test_sharded_step_over_4_devices_equals_one_device(runs):
   assert "train.batch_size = 6" in four["batch_error"] and "the 4 devices" in four["batch_error"]
   assert not four["bad_workdir_made"]  # refused before any file was written
   for r in (one, four):
-    assert r["info"]["train_steps"] == 2 and r["info"]["skipped_steps"] == 0
+    assert r["info"]["train_steps"] == 3 and r["info"]["skipped_steps"] == 0
   init = _load(os.path.join(out, "init_params.npz"))
   _assert_same_updates(init, _load(os.path.join(out, "devices_1_params.npz")),
                        _load(os.path.join(out, "devices_4_params.npz")))
@@ -181,6 +207,8 @@ def test_sharded_step_over_4_devices_equals_one_device(runs):
 
 def test_two_processes_with_jax_distributed_agree_with_one(runs):
   out, data_root, env = runs
+  # Start from the 1-device run's step-1 checkpoint: a checkpoint resumes on another layout.
+  shutil.copytree(os.path.join(out, "devices_1", "checkpoints", "1"), os.path.join(out, "procs", "checkpoints", "1"))
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -192,12 +220,13 @@ def test_two_processes_with_jax_distributed_agree_with_one(runs):
   for i, r in enumerate(reports):
     assert r["joined"] and r["process_index"] == i and r["process_count"] == 2
     assert r["local_devices"] == 4 and r["devices"] == 8 and r["mesh_devices"] == r["local_ids"][:2]
-    assert r["info"]["train_steps"] == 2 and r["info"]["skipped_steps"] == 0
+    assert r["info"]["train_steps"] == 3 and r["info"]["skipped_steps"] == 0
+  assert "resumed from step 1" in open(os.path.join(out, "process_0.log")).read()
   assert reports[0]["rows"] == [0, 1] and reports[1]["rows"] == [2, 3]  # each process holds only its rows
-  assert reports[0]["restored_info"]["train_steps"] == 2  # process 0 alone read the checkpoint back
+  assert reports[0]["restored_info"]["train_steps"] == 3  # process 0 alone read the checkpoint back
   procs = os.path.join(out, "procs")
   assert len(glob.glob(os.path.join(procs, "tensorboard", "events.*"))) == 1  # one writer: process 0's
-  assert json.load(open(os.path.join(procs, "train_info.json")))["train_steps"] == 2
+  assert json.load(open(os.path.join(procs, "train_info.json")))["train_steps"] == 3
   bar = re.compile(r"train:\s+\d+%")  # the progress bar: process 0 only
   assert bar.search(open(os.path.join(out, "process_0.log")).read())
   assert not bar.search(open(os.path.join(out, "process_1.log")).read())
