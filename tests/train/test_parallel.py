@@ -127,46 +127,63 @@ def _env(**extra):
 
 
 def _run_all(jobs, out):
-  """Starts every (name, argv, env) at once; waits for all; a failure stops the others (a lone process of
-  a distributed run would otherwise wait for its peer until the coordination service times out)."""
+  """Starts every (name, group, argv, env) at once and waits; a failed job stops the rest of its group (a
+  lone process of a distributed run would otherwise wait for its peer until the coordination service
+  times out). Returns {name: failure message} for the jobs that failed."""
   procs = {}
-  for name, argv, env in jobs:
+  for name, group, argv, env in jobs:
     log = open(os.path.join(out, f"{name}.log"), "w")
-    procs[name] = (subprocess.Popen([sys.executable, WORKER, *argv], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT), log)
+    procs[name] = (group, subprocess.Popen([sys.executable, WORKER, *argv], env=env, stdout=log,
+                                           stderr=subprocess.STDOUT), log)
   deadline = time.time() + TIMEOUT_S
-  failed = None
-  while time.time() < deadline and failed is None and any(p.poll() is None for p, _ in procs.values()):
-    failed = next((n for n, (p, _) in procs.items() if p.poll() not in (None, 0)), None)
+  while time.time() < deadline and any(p.poll() is None for _, p, _ in procs.values()):
+    for group, p, _ in procs.values():
+      if p.poll() not in (None, 0):
+        for g, q, _ in procs.values():
+          if g == group and q.poll() is None:
+            q.kill()
     time.sleep(0.5)
-  failed = failed or next((n for n, (p, _) in procs.items() if p.poll() != 0), None)
-  for p, log in procs.values():
+  failures = {}
+  for name, (_, p, log) in procs.items():
     if p.poll() is None:
       p.kill()
     p.wait()
     log.close()
-  if failed:
-    tail = open(os.path.join(out, f"{failed}.log"), errors="replace").read()[-4000:]
-    pytest.fail(f"worker {failed} failed (exit {procs[failed][0].returncode}); its log ends:\n{tail}")
+    if p.returncode != 0:
+      tail = open(os.path.join(out, f"{name}.log"), errors="replace").read()[-4000:]
+      failures[name] = f"worker {name} failed (exit {p.returncode}); its log ends:\n{tail}"
+  return failures
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  """OUT with devices_1 (the reference) and devices_4, run side by side."""
+  """(OUT, failures): the 1-device reference (devices_1) first; then, side by side, devices_4 and the two
+  processes (procs) resuming from the reference's step-1 checkpoint (a checkpoint resumes on another
+  layout)."""
   out = str(tmp_path_factory.mktemp("parallel"))
   data_root = os.path.join(out, "data")
   from fmgs_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
   load_dataset(_worker_module().tiny_config(data_root).data, "train")  # the capture, before the workers share it
   # Every worker sees 4 CPU devices (the XLA flags are part of the compilation-cache key) and shares one
-  # persistent cache, so the 2-process run finds the small eager programs the first runs compiled. No
-  # LLVM optimisation: it halves the compile time that dominates these runs (the runs compare with
-  # each other, all compiled alike).
+  # persistent cache, so the later runs find the small eager programs and the image render the reference
+  # compiled. No LLVM optimisation: it halves the compile time that dominates these runs (the runs
+  # compare with each other, all compiled alike).
   cache = os.environ.get("FMGS_TEST_XLA_CACHE") or os.path.join(out, "xla_cache")
   flags = ("--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0 "
            "--xla_llvm_disable_expensive_passes=true")
   env = _env(XLA_FLAGS=flags, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  _run_all([(f"devices_{n}", ["devices", str(n), out, data_root], env) for n in (1, 4)], out)
-  return out, data_root, env
+  failures = _run_all([("devices_1", "devices_1", ["devices", "1", out, data_root], env)], out)
+  if failures:
+    pytest.fail(failures["devices_1"])
+  shutil.copytree(os.path.join(out, "devices_1", "checkpoints", "1"), os.path.join(out, "procs", "checkpoints", "1"))
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  jobs = [("devices_4", "devices_4", ["devices", "4", out, data_root], env)]
+  jobs += [(f"process_{i}", "procs", ["process", "0", out, data_root],
+            {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+             "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+  return out, _run_all(jobs, out)
 
 
 def _load(path):
@@ -193,7 +210,9 @@ def _assert_same_updates(init, ref, other, rtol=1e-3):
 
 
 def test_sharded_step_over_4_devices_equals_one_device(runs):
-  out, _, _ = runs
+  out, failures = runs
+  if "devices_4" in failures:
+    pytest.fail(failures["devices_4"])
   one, four = (json.load(open(os.path.join(out, f"devices_{n}.json"))) for n in (1, 4))
   assert one["device_count"] == four["device_count"] == 4 and one["mesh_size"] == 1 and four["mesh_size"] == 4
   assert "train.batch_size = 6" in four["batch_error"] and "the 4 devices" in four["batch_error"]
@@ -206,16 +225,10 @@ def test_sharded_step_over_4_devices_equals_one_device(runs):
 
 
 def test_two_processes_with_jax_distributed_agree_with_one(runs):
-  out, data_root, env = runs
-  # Start from the 1-device run's step-1 checkpoint: a checkpoint resumes on another layout.
-  shutil.copytree(os.path.join(out, "devices_1", "checkpoints", "1"), os.path.join(out, "procs", "checkpoints", "1"))
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  jobs = [(f"process_{i}", ["process", "0", out, data_root],
-           {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
-            "JAX_PROCESS_ID": str(i)}) for i in range(2)]
-  _run_all(jobs, out)
+  out, failures = runs
+  for name in ("process_0", "process_1"):
+    if name in failures:
+      pytest.fail(failures[name])
   reports = [json.load(open(os.path.join(out, f"process_{i}.json"))) for i in range(2)]
   for i, r in enumerate(reports):
     assert r["joined"] and r["process_index"] == i and r["process_count"] == 2
