@@ -6,6 +6,7 @@ for 2 steps on 2 processes x 2 devices (a 4-device mesh over 2 x 4 visible ones)
 jax.distributed on loopback (gloo CPU collectives): the parameter updates agree to float round-off.
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -155,12 +156,10 @@ def _run_all(jobs, out):
   return failures
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  """(OUT, failures): the 1-device reference (devices_1) first; then, side by side, devices_4 and the two
-  processes (procs) resuming from the reference's step-1 checkpoint (a checkpoint resumes on another
-  layout)."""
-  out = str(tmp_path_factory.mktemp("parallel"))
+def _launch_runs(out):
+  """The 1-device reference (devices_1) first; then, side by side, devices_4 and the two processes (procs)
+  resuming from the reference's step-1 checkpoint (a checkpoint resumes on another layout). Returns
+  {job: failure message}."""
   data_root = os.path.join(out, "data")
   from fmgs_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
   load_dataset(_worker_module().tiny_config(data_root).data, "train")  # the capture, before the workers share it
@@ -174,7 +173,7 @@ def runs(tmp_path_factory):
   env = _env(XLA_FLAGS=flags, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   failures = _run_all([("devices_1", "devices_1", ["devices", "1", out, data_root], env)], out)
   if failures:
-    pytest.fail(failures["devices_1"])
+    return {name: failures["devices_1"] for name in ("devices_4", "process_0", "process_1")}
   shutil.copytree(os.path.join(out, "devices_1", "checkpoints", "1"), os.path.join(out, "procs", "checkpoints", "1"))
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -183,7 +182,24 @@ def runs(tmp_path_factory):
   jobs += [(f"process_{i}", "procs", ["process", "0", out, data_root],
             {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
              "JAX_PROCESS_ID": str(i)}) for i in range(2)]
-  return out, _run_all(jobs, out)
+  return _run_all(jobs, out)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """(OUT, failures) of `_launch_runs`, once per test session even when xdist spreads the tests over
+  workers (they share the base temp folder's parent; a lock makes the others wait for the first)."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent
+  out, done = root / "parallel_runs", root / "parallel_runs.json"
+  with open(root / "parallel_runs.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(out, ignore_errors=True)
+      out.mkdir()
+      done.write_text(json.dumps(_launch_runs(str(out))))
+  return str(out), json.loads(done.read_text())
 
 
 def _load(path):
