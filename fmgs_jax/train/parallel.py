@@ -42,8 +42,8 @@ def cluster_process_count(environ: Mapping[str, str] | None = None) -> tuple[int
   one element of a job array) counts as 1: it must not start a coordinator.
   """
   env = os.environ if environ is None else environ
-  if "JAX_COORDINATOR_ADDRESS" in env:
-    return int(env.get("JAX_NUM_PROCESSES", "0") or 0), "JAX_COORDINATOR_ADDRESS"
+  if env.get("JAX_NUM_PROCESSES", "") != "":
+    return int(env["JAX_NUM_PROCESSES"]), "JAX_NUM_PROCESSES"
   slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
   if all(v in env for v in slurm):
     return int(env["SLURM_NTASKS"]), "SLURM_NTASKS"
@@ -84,8 +84,9 @@ def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] |
   Args:
     parallel_cfg: `config.parallel`: distributed "off" (never), "on" (always; what the config leaves
       unset comes from the environment: JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID,
-      else SLURM or Open MPI through JAX's cluster detection), "auto" (when the config names a
-      coordinator or more than one process, or the environment does, see `cluster_process_count`);
+      else SLURM or Open MPI through JAX's cluster detection), "auto" (when the config or
+      JAX_COORDINATOR_ADDRESS names a coordinator, or the config or the launcher asks for more than one
+      process, see `cluster_process_count`);
       coordinator_address ("host:port" of process 0), num_processes (0 = environment), process_id
       (-1 = environment), local_device_ids (see `local_device_ids`).
     environ: the environment (default os.environ; for tests).
@@ -112,7 +113,7 @@ def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] |
   pid = None if pid < 0 else pid
   if mode == "auto":
     launched, _ = cluster_process_count(env)
-    if not (parallel_cfg.coordinator_address or (num or 0) > 1 or launched > 1):
+    if not (address or (num or 0) > 1 or launched > 1):
       return False
   if address is not None and ":" not in address:
     raise ValueError(f"config parallel.coordinator_address: {address!r}, expected host:port of process 0")

@@ -54,7 +54,9 @@ def test_cluster_process_count_reads_the_launchers():
   assert parallel.cluster_process_count({"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"}) == (1, "")  # sbatch, no srun
   assert parallel.cluster_process_count({"OMPI_COMM_WORLD_SIZE": "3"}) == (3, "OMPI_COMM_WORLD_SIZE")
   env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
-  assert parallel.cluster_process_count(env) == (2, "JAX_COORDINATOR_ADDRESS")
+  assert parallel.cluster_process_count(env) == (2, "JAX_NUM_PROCESSES")
+  assert parallel.cluster_process_count({"JAX_COORDINATOR_ADDRESS": "h:1", **SLURM_STEP, "SLURM_NTASKS": "4"}) == (
+      4, "SLURM_NTASKS")  # the rest from SLURM
 
 
 def test_single_process_settings_do_not_initialize():
@@ -76,6 +78,8 @@ def test_bad_settings_name_the_config_field_before_initializing():
   with pytest.raises(ValueError, match="parallel.process_id = 5"):  # id from the environment, count from config
     parallel.maybe_initialize_distributed(
         _cfg(num_processes=2), {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:9", "JAX_PROCESS_ID": "5"})
+  with pytest.raises(ValueError, match="coordinator_address: 'node01'"):  # auto: a coordinator in the env
+    parallel.maybe_initialize_distributed(_cfg(), {"JAX_COORDINATOR_ADDRESS": "node01"})
   assert not jax.distributed.is_initialized()
 
 
