@@ -68,7 +68,7 @@ def make_scene(num, width, height, seed=0, primitive="2dgs"):
                     opacities=jnp.asarray(rng.uniform(0.5, 1.0, num), jnp.float32),
                     features=jnp.asarray(rng.uniform(0, 1, (num, 3)), jnp.float32))
   f = 1.5 * height
-  camera = look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0], f, f, width, height,
+  camera = look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], f, f, width, height,
                    near=0.01, far=100.0)
   return surfels, camera, jnp.array([0.2, 0.3, 0.4], jnp.float32)
 

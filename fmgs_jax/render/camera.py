@@ -36,7 +36,7 @@ def look_at(eye, target, up, fx, fy, width, height, near=0.01, far=100.0) -> Cam
   eye = jnp.asarray(eye, jnp.float32)
   z = jnp.asarray(target, jnp.float32) - eye
   z = z / jnp.linalg.norm(z)
-  x = jnp.cross(z, -jnp.asarray(up, jnp.float32))
+  x = jnp.cross(z, jnp.asarray(up, jnp.float32))  # OpenCV: x = y cross z with y = -up
   x = x / jnp.linalg.norm(x)
   y = jnp.cross(z, x)
   rot = jnp.stack([x, y, z])  # rows: camera axes in world coordinates

@@ -183,7 +183,7 @@ def test_rasterize_pallas_matches_xla_and_gradients():
                     scales=jnp.asarray(rng.uniform(0.05, 0.3, (n, 2)), jnp.float32),
                     opacities=jnp.asarray(rng.uniform(0.3, 1.0, n), jnp.float32),
                     features=jnp.asarray(rng.uniform(0.0, 1.0, (n, num_channels)), jnp.float32))
-  camera = look_at(eye=(0.3, -0.2, -2.5), target=(0.0, 0.0, 0.0), up=(0.0, -1.0, 0.0), fx=30.0,
+  camera = look_at(eye=(0.3, -0.2, -2.5), target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fx=30.0,
                    fy=30.0, width=40, height=24)
   background = jnp.asarray([0.1, 0.2, 0.3, 0.4], jnp.float32)
   shapes = dict(color=(24, 40, num_channels), alpha=(24, 40), depth=(24, 40), median_depth=(24, 40),
