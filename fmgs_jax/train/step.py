@@ -152,8 +152,12 @@ def make_loss_fns(loss_cfg: Any, batch: Batch, key: jax.Array, background_rgb: j
 
 def render_batch(quantities: Mapping[str, Any], batch: Batch, width: int, height: int,
                  background: jnp.ndarray, render_cfg: Any):
-  """Rasterizes B frames of surfels (vmapped). Colour channels: [colors | semantics]."""
+  """Rasterizes B frames of surfels (vmapped). Colour channels: [colors | semantics].
+
+  Three scales per primitive (model.primitive="3dgs") render as 3D Gaussians, two as 2DGS surfels.
+  """
   from fmgs_jax.render import Surfels  # pylint: disable=g-import-not-at-top
+  primitive = "3dgs" if quantities["scales"].shape[-1] == 3 else "2dgs"
 
   def one(q, K, w2c):
     surfels = Surfels(means=q["means"], rotations=q["rotations"], scales=q["scales"],
@@ -161,7 +165,9 @@ def render_batch(quantities: Mapping[str, Any], batch: Batch, width: int, height
     cam = Camera(K=K, world_to_camera=w2c, width=width, height=height, near=render_cfg.near, far=render_cfg.far)
     return rasterize(surfels, cam, background, backend=render_cfg.backend, alpha_min=render_cfg.alpha_min,
                      alpha_max=render_cfg.alpha_max, transmittance_min=render_cfg.transmittance_min,
-                     tile_size=render_cfg.tile_size, tile_capacity=render_cfg.tile_capacity)
+                     tile_size=render_cfg.tile_size, tile_capacity=render_cfg.tile_capacity,
+                     pair_capacity=render_cfg.get("pair_capacity", 0) or None,
+                     tiles_per_chunk=render_cfg.get("tiles_per_chunk", 16), primitive=primitive)
 
   render_q = {k: quantities[k] for k in ("means", "rotations", "scales", "opacities", "colors", "semantics")}
   return jax.vmap(one)(render_q, batch.K, batch.world_to_camera)
