@@ -24,6 +24,8 @@ def tiny_config(steps=6):
   c.model.geometry_hidden, c.model.skinning_hidden = (16,), (16,)
   c.loss.depth.num_pairs = 64
   c.train.steps, c.train.log_every, c.train.checkpoint_every, c.train.image_every = steps, 1, 2, 1000
+  for g in c.optim.groups.values():  # schedules independent of train.steps: runs of any length compile the
+    g.decay_steps = 6                # same step program (the session's XLA cache then compiles it once)
   c.eval.orbit_frames, c.eval.chamfer_samples = 2, 2000
   return c
 
@@ -59,25 +61,30 @@ def test_loss_decreases_and_resume_is_exact(tmp_path, data_root):
   assert info["train_steps"] == 6 and info["skipped_steps"] == 0
 
 
-def test_few_steps_decrease_the_photometric_loss(tmp_path, data_root):
+@pytest.fixture(scope="module")
+def tiny_step(tmp_path_factory, data_root):
+  """(initial state, jitted step, one-frame batch) of the tiny avatar, every group at lr 1e-2."""
   c = tiny_config(steps=1)
   c.data.root = data_root
-  _, frames = loop.load_training_frames(c, str(tmp_path))
+  _, frames = loop.load_training_frames(c, str(tmp_path_factory.mktemp("step")))
   av = loop.build_avatar(c, frames)
-  from fmgs_jax import avatar as avatar_lib
-  from fmgs_jax.data import stack_frames
-  from fmgs_jax.train import optim
+  from fmgs_jax import avatar as avatar_lib  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.data import stack_frames  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.train import optim  # pylint: disable=g-import-not-at-top
   params = avatar_lib.init_params(av, jax.random.key(0))
   for g in c.optim.groups.values():
     g.lr = 1e-2
     g.lr_final = 0.0
   opt = optim.make_optimizer(c.optim, params, 30)
-  state = step_lib.init_state(params, opt, 0)
   h, w = frames[0].mask.shape
   fn = jax.jit(step_lib.make_train_step(lambda p, b: avatar_lib.quantities(av, p, b), c, opt,
                                         optim.param_labels(params, c.optim.groups), w, h, av.num_classes,
                                         av.template.weights, av.template.edges))
-  batch = step_lib.batch_from_frames(stack_frames(frames[:1]))
+  return step_lib.init_state(params, opt, 0), fn, step_lib.batch_from_frames(stack_frames(frames[:1]))
+
+
+def test_few_steps_decrease_the_photometric_loss(tiny_step):
+  state, fn, batch = tiny_step
   losses = []
   for _ in range(15):
     state, m = fn(state, batch)
@@ -85,26 +92,12 @@ def test_few_steps_decrease_the_photometric_loss(tmp_path, data_root):
   assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_non_finite_step_is_skipped(tmp_path, data_root):
-  c = tiny_config(steps=1)
-  c.data.root = data_root
-  _, frames = loop.load_training_frames(c, str(tmp_path))
-  av = loop.build_avatar(c, frames)
-  from fmgs_jax import avatar as avatar_lib
-  from fmgs_jax.data import stack_frames
-  from fmgs_jax.train import optim
-  params = avatar_lib.init_params(av, jax.random.key(0))
-  opt = optim.make_optimizer(c.optim, params, 10)
-  state = step_lib.init_state(params, opt, 0)
-  h, w = frames[0].mask.shape
-  fn = jax.jit(step_lib.make_train_step(lambda p, b: avatar_lib.quantities(av, p, b), c, opt,
-                                        optim.param_labels(params, c.optim.groups), w, h, av.num_classes,
-                                        av.template.weights, av.template.edges))
-  batch = step_lib.batch_from_frames(stack_frames(frames[:1]))
+def test_non_finite_step_is_skipped(tiny_step):
+  state, fn, batch = tiny_step
   bad = batch.replace(image=batch.image.at[0, 0, 0, 0].set(np.nan))
   new, m = fn(state, bad)
   assert not bool(m["finite"]) and int(new.skipped) == 1 and int(new.step) == 1
-  for x, y in zip(jax.tree.leaves(new.params), jax.tree.leaves(params)):
+  for x, y in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   good, m = fn(new, batch)
   assert bool(m["finite"]) and int(good.skipped) == 1
