@@ -61,7 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Surfels bound to faces (fmgs_jax/geometry/surfels.py): bounds of the learned residuals.
   c.surfels = ml_collections.ConfigDict()
-  c.surfels.max_offset = 0.5  # |offset along normal| <= max_offset * face size
+  # |offset along the normal| <= max_offset, metres: a bound in metres, not in face sizes, so clothing a few
+  # centimetres off the body stays reachable at any template density (0.5 face sizes was ~1.5 mm at 60k faces).
+  c.surfels.max_offset = 0.05
   c.surfels.max_log_scale = 1.0  # scale factor in [exp(-m), exp(m)] times the face size
   c.surfels.init_scale = 1.0  # initial scale relative to face size
   c.surfels.init_opacity = 0.9  # initial opacity of every surfel (our choice: opaque enough to see the mesh)
@@ -254,7 +256,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.lpips_weights = ""  # .npz of the lpips package state dict (see fmgs_jax/eval/perceptual.py); "" = lpips null
   c.eval.image_protocol = "auto"  # bbox (crop to GT-mask box) | full | auto (zju -> bbox, others -> full)
   c.eval.bbox_pad = 0  # pixels added around the GT-mask bounding box under the bbox protocol
-  c.eval.depth_align = "scale_shift"  # none | scale | scale_shift: fit of rendered depth before depth errors
+  c.eval.depth_align = "none"  # none (metric depth) | scale | scale_shift: fit of rendered depth first
   c.eval.chamfer_samples = 100_000  # surface points sampled per mesh for Chamfer / F-score
   c.eval.fscore_threshold = 0.01  # F-score distance threshold, metres
   c.eval.depth_percentiles = (1.0, 99.0)  # robust range of the depth colour map (percentiles inside the mask)

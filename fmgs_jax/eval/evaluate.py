@@ -61,7 +61,7 @@ def frame_metrics(out, frame, config: Any, protocol: str, table, lpips_params) -
   if frame.gt_depth is not None:
     valid = fg & (frame.gt_depth > 0) & (np.asarray(out.alpha) > 0.5)
     if valid.any():
-      d = metrics.depth_errors(np.asarray(out.depth), frame.gt_depth, valid, align="none")
+      d = metrics.depth_errors(np.asarray(out.depth), frame.gt_depth, valid, align=config.eval.depth_align)
       m.update(d)  # depth_abs_rel, depth_rmse (report.py's names)
   if frame.gt_parts is not None and table is not None:
     gt_parts = np.where(frame.gt_parts >= 0, table[np.maximum(frame.gt_parts, 0)], -1)
