@@ -11,7 +11,7 @@ Data flow for a frame (pose theta, shape beta, translation t, camera):
                                                              pulled to W_0 by L_skin)
   V_p       = LBS(V_c, W, body transforms(theta + per-frame refinement, beta, t))
   surfels   = face frames of the posed mesh V_p, with the bounded residuals applied in that frame:
-              mean = barycentre_p + n_p * offset * size_p, R = [t_u, t_v, n]_p exp([delta_r]_x),
+              mean = barycentre_p + n_p * offset, R = [t_u, t_v, n]_p exp([delta_r]_x),
               scales = size_p * init_scale * exp(log_scale)
   colour    = AppearanceDecoder(f_c(mu), z_g, Z_p, view direction rotated into the canonical frame)
   semantics = softmax(SemanticDecoder(f_s(mu)))             (28 Sapiens classes)
@@ -161,7 +161,7 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
       s = surfels_lib.place_surfels(posed, res.offset, res.log_scale, res.rotation, avatar.init_scale)
       means, rot_p, scales = s.means, s.rotations, s.scales
       view_from, view_to = canon.rotation, posed.rotation
-      canonical_means = mu + canon.normal * (res.offset * canon.size)[:, None]
+      canonical_means = mu + canon.normal * res.offset[:, None]
       if avatar.primitive == "3dgs":
         normal_scale = posed.size * avatar.init_scale * jnp.exp(free["scale_normal"])
         scales = jnp.concatenate([scales, normal_scale[:, None]], -1)
@@ -171,7 +171,7 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
       res = f.geometry(grid_points, z_p)
       rot_free = rotations_lib.quaternion_to_matrix(free["rotations"])
       rot_c = rot_free @ rotations_lib.axis_angle_to_matrix(res.rotation)
-      canonical_means = grid_points + rot_free[:, :, 2] * (res.offset * canon.size)[:, None]
+      canonical_means = grid_points + rot_free[:, :, 2] * res.offset[:, None]
       log_scales = free["scales"] + jnp.pad(res.log_scale, ((0, 0), (0, free["scales"].shape[1] - 2)))
       scales = jnp.exp(log_scales)
       face_weights = jnp.mean(t_weights[faces], axis=1)  # each Gaussian's template face

@@ -77,8 +77,8 @@ class GeometryResidual:
   """Bounded pose-dependent residuals of one frame's surfels.
 
   Attributes:
-    offset: (N,) float32 delta_d, movement along the face normal in units of the face size,
-      |offset| <= max_offset; the avatar sets mu' = mu + n * offset * face_size.
+    offset: (N,) float32 delta_d, movement along the face normal in metres, |offset| <= max_offset;
+      the avatar sets mu' = mu + n * offset.
     log_scale: (N, 2) float32 delta_s, |.| <= max_log_scale; s' = s * exp(delta_s).
     rotation: (N, 3) float32 delta_r, an axis-angle vector in the surfel's local frame (t_u, t_v, n),
       ||delta_r|| <= max_rotation radians; R' = R exp([delta_r]_x), so the normal tilts at most
@@ -97,13 +97,13 @@ class GeometryDecoder(nn.Module):
   Attributes:
     hidden: hidden widths (3DGS-Avatar's non-rigid MLP: 3 x 128).
     latent_dim: D_g (3DGS-Avatar's non_rigid_dim: 16).
-    max_offset: bound of |delta_d| in face sizes.
+    max_offset: bound of |delta_d|, metres.
     max_log_scale: bound of |delta_s|.
     max_rotation: bound of ||delta_r|| in radians.
   """
   hidden: Sequence[int] = (128, 128, 128)
   latent_dim: int = 16
-  max_offset: float = 0.5
+  max_offset: float = 0.05
   max_log_scale: float = 1.0
   max_rotation: float = 0.5
 

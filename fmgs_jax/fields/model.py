@@ -21,7 +21,7 @@ The methods are separate so the avatar can interleave its own geometry between t
   def posed(fields, mu, normals, face_size, pose, ...):
     z_p = fields.encode_pose(pose)
     res = fields.geometry(mu, z_p)
-    mu_prime = mu + normals * (res.offset * face_size)[:, None]
+    mu_prime = mu + normals * res.offset[:, None]  # metres
     weights = fields.skinning(mu_prime)
     ...  # LBS, camera -> canonical view directions
     rgb = fields.appearance(mu, res.latent, z_p, view_dirs)
@@ -97,7 +97,7 @@ class Fields(nn.Module):
   pose_hidden: tuple[int, ...] = (128,)
   geometry_hidden: tuple[int, ...] = (128, 128, 128)
   geometry_latent_dim: int = 16
-  max_offset: float = 0.5
+  max_offset: float = 0.05
   max_log_scale: float = 1.0
   max_rotation: float = 0.5
   appearance_hidden: int = 64

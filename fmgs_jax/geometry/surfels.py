@@ -2,7 +2,7 @@
 
 For face f with frame (t, s, n), centre c, size r (geometry/frames.py):
 
-  mean     = c + n * offset * r             offset in [-max_offset, max_offset] face sizes
+  mean     = c + n * offset                 offset in [-max_offset, max_offset] metres
   rotation = [t, s, n] @ exp([delta_r]_x)   ||delta_r|| <= max_rotation: the normal tilts at most that
   scales   = r * init_scale * exp(log_scale), log_scale in [-max_log_scale, max_log_scale]^2
 
@@ -45,7 +45,7 @@ def place_surfels(frames: FaceFrames, offset: jnp.ndarray, log_scale: jnp.ndarra
 
   Args:
     frames: FaceFrames of F faces (e.g. of the posed mesh).
-    offset: (F,) offset along the normal in face sizes.
+    offset: (F,) offset along the normal, metres.
     log_scale: (F, 2) log scale factors.
     rotation: (F, 3) axis-angle tilt in the face frame.
     init_scale: scale in face sizes when log_scale = 0.
@@ -53,7 +53,7 @@ def place_surfels(frames: FaceFrames, offset: jnp.ndarray, log_scale: jnp.ndarra
   Returns:
     FaceSurfels.
   """
-  means = frames.centre + frames.normal * (offset * frames.size)[:, None]
+  means = frames.centre + frames.normal * offset[:, None]
   rotations = frames.rotation @ axis_angle_to_matrix(rotation)
   scales = (frames.size * init_scale)[:, None] * jnp.exp(log_scale)
   return FaceSurfels(means=means, rotations=rotations, scales=scales)
