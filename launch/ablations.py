@@ -22,6 +22,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -123,13 +124,15 @@ def command(config_path: str, run_dir: str, overrides: Mapping[str, str]) -> lis
           + [f"--config.{k}={v}" for k, v in overrides.items()])
 
 
-def run_subprocess(cmd: Sequence[str], log_path: str, cwd: str, verbose: bool = False) -> int:
-  """Runs `cmd` in `cwd` with stdout and stderr into `log_path` (and the console if verbose); exit code."""
+def run_subprocess(cmd: Sequence[str], log_path: str, cwd: str, verbose: bool = False,
+                   env: Mapping[str, str] | None = None) -> int:
+  """Runs `cmd` in `cwd` (with `env` added to the environment), stdout and stderr into `log_path` (and
+  the console if verbose); exit code. Shared with subjects.py."""
   with open(log_path, "w") as log:
-    log.write("$ " + " ".join(cmd) + "\n")
+    log.write("$ " + shlex.join(cmd) + "\n")
     log.flush()
-    proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=subprocess.PIPE if verbose else log,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(list(cmd), cwd=cwd, env={**os.environ, **(env or {})}, text=True, bufsize=1,
+                            stdout=subprocess.PIPE if verbose else log, stderr=subprocess.STDOUT)
     try:
       if verbose:
         for line in proc.stdout:
@@ -141,7 +144,7 @@ def run_subprocess(cmd: Sequence[str], log_path: str, cwd: str, verbose: bool = 
       raise
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
   s = int(round(seconds))
   return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -180,7 +183,7 @@ def run_grid(grid: Mapping[str, Mapping[str, str]], names: Sequence[str], config
     log = os.path.join(run_dir, LOG_FILE)
     run_overrides = {**overrides, **grid[name]}
     shown = " ".join(f"{k}={v}" for k, v in grid[name].items()) or "no override"
-    out(f"{head} ({shown}): running, log {log} (elapsed {_clock(time.perf_counter() - start)})")
+    out(f"{head} ({shown}): running, log {log} (elapsed {clock(time.perf_counter() - start)})")
     t0 = time.perf_counter()
     code = runner(command(config_path, run_dir, run_overrides), log, REPO)
     seconds = time.perf_counter() - t0
@@ -188,9 +191,9 @@ def run_grid(grid: Mapping[str, Mapping[str, str]], names: Sequence[str], config
     with open(os.path.join(run_dir, STATUS_FILE), "w") as f:
       json.dump(dataclasses.asdict(result), f, indent=2)
     if code == 0:
-      out(f"{head}: done in {_clock(seconds)} (elapsed {_clock(time.perf_counter() - start)})")
+      out(f"{head}: done in {clock(seconds)} (elapsed {clock(time.perf_counter() - start)})")
     else:
-      out(f"{head}: FAILED (exit {code}) after {_clock(seconds)}; last lines of {log}:\n{_tail(log)}")
+      out(f"{head}: FAILED (exit {code}) after {clock(seconds)}; last lines of {log}:\n{_tail(log)}")
     results.append(result)
   return results
 

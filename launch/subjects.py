@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
-from launch.ablations import LaunchError, check_keys, parse_overrides  # pylint: disable=g-import-not-at-top,wrong-import-position
+from launch.ablations import LaunchError, check_keys, clock, parse_overrides, run_subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 LOG_FILE = "launch.log"
 STATUS_FILE = "launch_status.json"
@@ -144,30 +144,6 @@ def command(config: str, run_dir: str, subject: Subject, overrides: Mapping[str,
           + [f"--config.{k}={v}" for k, v in merged.items()])
 
 
-def run_subprocess(cmd: Sequence[str], log_path: str, cwd: str, env: Mapping[str, str],
-                   verbose: bool = False) -> int:
-  """Runs `cmd` in `cwd` with `env` added to the environment, output into `log_path`; exit code."""
-  with open(log_path, "w") as log:
-    log.write("$ " + shlex.join(cmd) + "\n")
-    log.flush()
-    proc = subprocess.Popen(list(cmd), cwd=cwd, env={**os.environ, **env}, text=True, bufsize=1,
-                            stdout=subprocess.PIPE if verbose else log, stderr=subprocess.STDOUT)
-    try:
-      if verbose:
-        for line in proc.stdout:
-          log.write(line)
-          sys.stdout.write(line)
-      return proc.wait()
-    except KeyboardInterrupt:  # the child got the same SIGINT: let it save its checkpoint
-      proc.wait(timeout=120)
-      raise
-
-
-def _clock(seconds: float) -> str:
-  s = int(round(seconds))
-  return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _read_json(path: str) -> dict | None:
   try:
     with open(path) as f:
@@ -199,7 +175,7 @@ def run_local(jobs: Sequence[tuple[Subject, list[str]]], workdir: str, runner: R
     gpu = free.get() if gpus else None
     env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
     out(f"{head}: running{f' on GPU {gpu}' if gpu is not None else ''}, log {log} "
-        f"(elapsed {_clock(time.perf_counter() - start)})")
+        f"(elapsed {clock(time.perf_counter() - start)})")
     t0 = time.perf_counter()
     try:
       code = runner(cmd, log, REPO, env)
@@ -209,7 +185,7 @@ def run_local(jobs: Sequence[tuple[Subject, list[str]]], workdir: str, runner: R
     result = Result(subject.name, "done" if code == 0 else "failed", int(code), time.perf_counter() - t0)
     with open(os.path.join(run_dir, STATUS_FILE), "w") as f:
       json.dump(dataclasses.asdict(result), f, indent=2)
-    out(f"{head}: {'done' if code == 0 else f'FAILED (exit {code})'} in {_clock(result.seconds)}"
+    out(f"{head}: {'done' if code == 0 else f'FAILED (exit {code})'} in {clock(result.seconds)}"
         + ("" if code == 0 else f"; see {log}"))
     return result
 
@@ -373,7 +349,7 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None) -> int
       print("every subject has its metrics.json: nothing to submit")
   else:
     if runner is None:
-      runner = lambda cmd, log, cwd, env: run_subprocess(cmd, log, cwd, env, verbose=args.verbose)
+      runner = lambda cmd, log, cwd, env: run_subprocess(cmd, log, cwd, verbose=args.verbose, env=env)
     parallel = args.max_parallel or len(gpus) or 1
     if gpus and parallel > len(gpus):
       print(f"subjects: --max_parallel={parallel} > {len(gpus)} GPUs: runs wait for a free GPU", file=sys.stderr)
