@@ -130,12 +130,13 @@ def export_surfels_ply(path: str | os.PathLike, means: np.ndarray, normals: np.n
     path: output ``.ply`` file.
     means: (N, 3) float centres, world metres.
     normals: (N, 3) float unit normals, or None to use rotations[:, :, 2].
-    scales: (N, 2) float in-plane standard deviations (metres, > 0) along u, v.
+    scales: (N, 2) float in-plane standard deviations (metres, > 0) along u, v; or (N, 3) for 3D
+      Gaussians (model.primitive=3dgs), the third along the normal, written as they are.
     rotations: (N, 3, 3) float frames, columns (tangent u, tangent v, normal).
     opacities: (N,) float in [0, 1]; stored as logit(clip(o, eps, 1 - eps)).
     colors: (N, 3) float RGB in [0, 1]; stored as degree-0 SH (rgb - 0.5) / C0.
-    thickness: scale_2 = log(thickness * min(scale_0, scale_1)) for 3D Gaussian viewers;
-      None writes only scale_0, scale_1 (2DGS's loader).
+    thickness: for (N, 2) scales, scale_2 = log(thickness * min(scale_0, scale_1)) for 3D Gaussian
+      viewers; None writes only scale_0, scale_1 (2DGS's loader). Unused for (N, 3) scales.
     num_rest_sh: number of zero ``f_rest_*`` properties (45 for loaders that expect SH degree 3).
     opacity_eps: clipping of opacities before the logit.
 
@@ -145,7 +146,8 @@ def export_surfels_ply(path: str | os.PathLike, means: np.ndarray, normals: np.n
   path = Path(path)
   means = np.asarray(means, np.float64)
   n = len(means)
-  shapes = {"means": (means, (n, 3)), "scales": (scales, (n, 2)), "rotations": (rotations, (n, 3, 3)),
+  num_scales = 3 if np.ndim(scales) == 2 and np.shape(scales)[1] == 3 else 2
+  shapes = {"means": (means, (n, 3)), "scales": (scales, (n, num_scales)), "rotations": (rotations, (n, 3, 3)),
             "opacities": (opacities, (n,)), "colors": (colors, (n, 3))}
   if normals is not None:
     shapes["normals"] = (normals, (n, 3))
@@ -169,7 +171,9 @@ def export_surfels_ply(path: str | os.PathLike, means: np.ndarray, normals: np.n
   fields.append(("opacity", np.log(op) - np.log1p(-op)))
   log_s = np.log(scales)
   fields += [("scale_0", log_s[:, 0]), ("scale_1", log_s[:, 1])]
-  if thickness is not None:
+  if num_scales == 3:
+    fields.append(("scale_2", log_s[:, 2]))
+  elif thickness is not None:
     fields.append(("scale_2", np.log(thickness) + log_s.min(axis=1)))
   quat = rotations_to_quaternions(rotations)
   fields += [(f"rot_{i}", quat[:, i]) for i in range(4)]

@@ -119,6 +119,16 @@ def test_surfel_ply_round_trip(tmp_path, thickness):
   np.testing.assert_array_equal(raw["rot_0"], p["rot_0"])
 
 
+def test_3d_gaussians_write_their_own_three_scales(tmp_path):
+  rng = np.random.default_rng(3)
+  n = 7
+  scales = rng.uniform(0.001, 0.05, (n, 3))
+  path = export.export_surfels_ply(tmp_path / "g.ply", rng.standard_normal((n, 3)), None, scales,
+                                   _random_rotations(n, rng), np.full(n, 0.5), rng.random((n, 3)))
+  p = _read_ply(path)
+  np.testing.assert_allclose(np.exp(np.stack([p[f"scale_{i}"] for i in range(3)], -1)), scales, rtol=1e-5)
+
+
 def test_surfel_reflected_frame_keeps_u_and_normal():
   rng = np.random.default_rng(2)
   rot = _random_rotations(5, rng)
@@ -130,6 +140,6 @@ def test_surfel_reflected_frame_keeps_u_and_normal():
 
 def test_surfel_export_errors(tmp_path):
   with pytest.raises(ValueError, match="scales must have shape"):
-    export.export_surfels_ply(tmp_path / "s.ply", np.zeros((2, 3)), None, np.ones((2, 3)),
+    export.export_surfels_ply(tmp_path / "s.ply", np.zeros((2, 3)), None, np.ones((2, 4)),
                               np.tile(np.eye(3), (2, 1, 1)), np.ones(2), np.ones((2, 3)))
   assert not (tmp_path / "s.ply").exists()
