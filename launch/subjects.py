@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
-from launch.ablations import LaunchError, check_keys, clock, parse_overrides, run_subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+from launch.ablations import LaunchError, Result, check_keys, clock, parse_overrides, run_subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 LOG_FILE = "launch.log"
 STATUS_FILE = "launch_status.json"
@@ -67,15 +67,6 @@ class Subject:
   name: str
   root: str
   overrides: tuple[tuple[str, str], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Result:
-  """One subject's outcome in this invocation: status "done" | "failed" | "skipped" (metrics.json existed)."""
-  name: str
-  status: str
-  exit_code: int = 0
-  seconds: float = 0.0
 
 
 def _subject(name: str, root: str, where: str, overrides: Sequence[str] = ()) -> Subject:

@@ -1,6 +1,6 @@
 """ZJU-MoCap (subjects 377, 386, 387, 392, 393, 394) in the raw release layout.
 
-Supported files (one CoreView_XXX folder):
+Supported files (one CoreView_<id> folder):
 
     annots.npy          dict: cams: {K: [C x (3, 3)], R: [C x (3, 3)], T: [C x (3, 1)] millimetres,
                         D: [C x (5, 1)]}; ims: [N x {ims: [C relative image paths]}]
