@@ -1,6 +1,6 @@
 """Evaluation: metrics, metrics.json reports, mesh and surfel exports, visual outputs."""
 
-from fmgs_jax.eval.export import export_mesh, export_surfels_ply, rotations_to_quaternions
+from fmgs_jax.eval.export import export_mesh, export_surfels_ply, rotations_to_quaternions, surfel_surface
 from fmgs_jax.eval.perceptual import load_lpips_weights, lpips, lpips_distance
 from fmgs_jax.eval.metrics import (
     chamfer_fscore,

@@ -1,5 +1,7 @@
 """Exports: the avatar surface as a mesh (PLY / OBJ) and the surfels as a Gaussian-splatting PLY.
 
+`surfel_surface` turns mesh-guided surfels back into a mesh (the template moved by the learned offsets).
+
 Mesh files carry per-vertex colour and per-vertex part labels:
 
 * PLY (binary little-endian, written by trimesh): ``x y z`` float,
@@ -55,6 +57,37 @@ def _check_mesh(vertices, faces, colors, labels, path):
     raise ValueError(f"{path}: colors must be (V, 3) = ({len(v)}, 3) RGB in [0, 1], got {np.shape(colors)}")
   if labels is not None and np.shape(labels) != (len(v),):
     raise ValueError(f"{path}: labels must be (V,) = ({len(v)},) integers, got {np.shape(labels)}")
+
+
+def surfel_surface(vertices: np.ndarray, faces: np.ndarray, means: np.ndarray) -> np.ndarray:
+  """The avatar's surface as a mesh: the posed template moved by its surfels' learned offsets.
+
+  A mesh-guided surfel sits at its face's centre moved along the face normal by a learned offset
+  (geometry/surfels.py); the offset is read back as (mean - centre) . n. Each vertex moves along its
+  area-weighted normal by the area-weighted mean offset of its faces, so a constant offset d moves a
+  smooth surface by d and the mesh passes through the surfels wherever the offsets vary slowly.
+
+  Args:
+    vertices: (V, 3) posed template vertices, metres.  faces: (F, 3) int.
+    means: (F, 3) posed surfel centres, one per face.
+
+  Returns:
+    (V, 3) float64 vertices of the displaced mesh (same faces).
+  """
+  v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
+  means = np.asarray(means, np.float64)
+  if means.shape != (len(f), 3):
+    raise ValueError(f"surfel_surface: expected one surfel per face, (F, 3) = ({len(f)}, 3), got {means.shape}")
+  cross = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 * area
+  area = np.linalg.norm(cross, axis=1)
+  offset = np.einsum("fi,fi->f", means - v[f].mean(1), cross / np.maximum(area, 1e-20)[:, None])
+  vertex_normal = np.zeros_like(v)
+  np.add.at(vertex_normal, f.reshape(-1), np.repeat(cross, 3, axis=0))
+  vertex_normal /= np.maximum(np.linalg.norm(vertex_normal, axis=1, keepdims=True), 1e-20)
+  total, weight = np.zeros(len(v)), np.zeros(len(v))
+  np.add.at(total, f.reshape(-1), np.repeat(offset * area, 3))
+  np.add.at(weight, f.reshape(-1), np.repeat(area, 3))
+  return v + vertex_normal * (total / np.maximum(weight, 1e-20))[:, None]
 
 
 def export_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray,

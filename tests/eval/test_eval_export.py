@@ -143,3 +143,38 @@ def test_surfel_export_errors(tmp_path):
     export.export_surfels_ply(tmp_path / "s.ply", np.zeros((2, 3)), None, np.ones((2, 4)),
                               np.tile(np.eye(3), (2, 1, 1)), np.ones(2), np.ones((2, 3)))
   assert not (tmp_path / "s.ply").exists()
+
+
+def _offset_sphere(offset: float, subdivisions: int = 4):
+  """An icosphere of radius 1 and its surfel centres moved `offset` along the face normals."""
+  s = trimesh.creation.icosphere(subdivisions=subdivisions, radius=1.0)
+  v, f = np.asarray(s.vertices), np.asarray(s.faces)
+  n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+  n /= np.linalg.norm(n, axis=1, keepdims=True)
+  return v, f, v[f].mean(1) + offset * n
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.03, -0.02])
+def test_surfel_surface_moves_a_sphere_by_the_offset(offset):
+  v, f, means = _offset_sphere(offset)
+  surface = export.surfel_surface(v, f, means)
+  # An icosphere's area-weighted vertex normals are radial up to faceting; a constant offset moves every
+  # vertex by it: radius 1 + offset.
+  np.testing.assert_allclose(np.linalg.norm(surface, axis=1), 1.0 + offset, atol=2e-4)
+
+
+def test_surfel_surface_follows_varying_offsets():
+  v, f, _ = _offset_sphere(0.0)
+  centre = v[f].mean(1)
+  n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+  n /= np.linalg.norm(n, axis=1, keepdims=True)
+  smooth = 0.02 * centre[:, 2]  # a slowly varying offset: 0.02 z
+  surface = export.surfel_surface(v, f, centre + smooth[:, None] * n)
+  radial = np.linalg.norm(surface, axis=1) - 1.0
+  np.testing.assert_allclose(radial, 0.02 * v[:, 2], atol=2e-3)
+
+
+def test_surfel_surface_needs_one_surfel_per_face():
+  v, f, means = _offset_sphere(0.0, subdivisions=1)
+  with pytest.raises(ValueError, match=r"one surfel per face"):
+    export.surfel_surface(v, f, means[:-1])

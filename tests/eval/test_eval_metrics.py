@@ -178,3 +178,41 @@ def test_ssim_flat_background_matches_scikit_image():
     ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                 data_range=1, channel_axis=-1)
     np.testing.assert_allclose(float(metrics.ssim(x.astype(np.float32), y.astype(np.float32))), ref, atol=2e-5)
+
+
+def _geometry_case(offset: float, mesh_guided: bool = True):
+  import types  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
+  s = trimesh.creation.icosphere(subdivisions=3, radius=0.5)  # 1280 faces, ~20 mm apart
+  v, f = np.asarray(s.vertices), np.asarray(s.faces)
+  n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+  n /= np.linalg.norm(n, axis=1, keepdims=True)
+  q = {"vertices": v, "means": v[f].mean(1) + offset * n}
+  av = types.SimpleNamespace(mesh_guided=mesh_guided, template=types.SimpleNamespace(faces=f))
+  config = ml_collections.ConfigDict({"eval": {"chamfer_samples": 50_000, "fscore_threshold": 0.01}})
+  return evaluate.geometry_metrics(q, av, _GT_SPHERE, config)
+
+
+_GT_SPHERE = trimesh.creation.icosphere(subdivisions=6, radius=0.52)  # 20 mm outside the template
+
+
+def test_geometry_metrics_compare_surfaces_not_surfel_samples():
+  on = _geometry_case(0.02)  # surfels moved onto the ground truth
+  off = _geometry_case(0.0)  # surfels left on the template, 20 mm inside
+  # The floor: the ground truth against itself, each sampled with 50k points (~4 mm on this sphere).
+  floor = metrics.mesh_chamfer_fscore(_GT_SPHERE.vertices, _GT_SPHERE.faces, _GT_SPHERE.vertices,
+                                      _GT_SPHERE.faces, 50_000)["chamfer_mm"]
+  # The surface of the moved surfels scores the floor (plus the template's faceting), far below the
+  # centre-based score, which the spacing of the 1280 surfels dominates.
+  assert on["chamfer_mm"] < floor + 1.0
+  assert on["chamfer_centres_mm"] > 2 * on["chamfer_mm"]
+  # Left 20 mm inside: both directions are ~20 mm (a closed-form offset, plus the 5 mm chord sag of the
+  # coarse template's faces).
+  assert 17.0 < off["chamfer_mm"] < 25.0
+  assert off["fscore"] < 0.05 < on["fscore"]
+
+
+def test_geometry_metrics_of_free_gaussians_use_their_centres():
+  free = _geometry_case(0.02, mesh_guided=False)
+  assert free["chamfer_mm"] == free["chamfer_centres_mm"]
