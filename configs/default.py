@@ -75,6 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.render.tile_capacity = 1024  # surfels kept per tile (nearest first); overflow is counted, never silent
   c.render.pair_capacity = 0  # surfel-tile pair buffer; 0 = auto (min(tiles * capacity, max(4 N, 32 tiles)))
   c.render.tiles_per_chunk = 16  # xla backend: tiles composited together (speed only, same result)
+  # Screen-space low-pass filter radius, pixels (2DGS: sqrt(2)/2): every surfel covers at least this disk.
+  c.render.low_pass_radius = 0.5 ** 0.5
   c.render.alpha_min = 1.0 / 255.0  # skip contributions below this (2DGS)
   c.render.alpha_max = 0.99  # clamp alpha (2DGS)
   c.render.transmittance_min = 1e-4  # stop a pixel before T drops below this (2DGS)

@@ -86,8 +86,10 @@ N = 6
 C = 9
 NUM_STATE = 9
 
-# 2DGS screen-space low-pass filter: FilterSize = sqrt(2)/2 px, FilterInvSquare = 1 / FilterSize^2.
-FILTER_INV_SQUARE = 2.0
+# 2DGS screen-space low-pass filter: FilterSize = sqrt(2)/2 px, FilterInvSquare = 1 / FilterSize^2 (the
+# default; `CompositeParams.filter_inv_square` / `rasterize(low_pass_radius=...)` change it).
+LOW_PASS_RADIUS = 0.5 ** 0.5
+FILTER_INV_SQUARE = 1.0 / LOW_PASS_RADIUS ** 2
 # rho3d is treated as infinite (alpha exactly 0 in float32) when it would exceed this: keeps every
 # intermediate and its derivative finite for rays (nearly) parallel to the splat plane.
 _RHO3D_MAX = 1e12
@@ -103,6 +105,8 @@ class CompositeParams(NamedTuple):
   # 2DGS: rho = min(rho3d, rho2d) with the screen-space low-pass filter. False (3D Gaussians, whose
   # rows already carry the 3DGS dilation): rho = rho3d and depth = det / p.z everywhere.
   low_pass_filter: bool = True
+  # 1 / r^2 of the low-pass filter of radius r pixels (2DGS: r = sqrt(2)/2, i.e. 2).
+  filter_inv_square: float = FILTER_INV_SQUARE
 
 
 def num_channels(num_columns: int) -> int:
@@ -134,7 +138,7 @@ def splat_eval(px, py, row, params: CompositeParams):
   if params.low_pass_filter:
     dx = row[CENTER + 0] - px
     dy = row[CENTER + 1] - py
-    rho2d = FILTER_INV_SQUARE * (dx * dx + dy * dy)
+    rho2d = params.filter_inv_square * (dx * dx + dy * dy)
     use3d = rho3d <= rho2d
     rho = jnp.minimum(rho3d, rho2d)
     depth = jnp.where(use3d, row[DET] * inv, row[CENTER_DEPTH])

@@ -81,7 +81,7 @@ def pack_rows(t, normal, opacities, features):
                           features], axis=-1)
 
 
-def _extent(t, center, opacities, alpha_min, width, height):
+def _extent(t, center, opacities, alpha_min, width, height, filter_inv_square=composite.FILTER_INV_SQUARE):
   """Inclusive pixel-space box (x0, y0, x1, y1) (N, 4) where alpha may reach alpha_min."""
   big = jnp.float32(4.0 * max(width, height) + 1e4)
   whole = jnp.stack([jnp.full_like(opacities, -big), jnp.full_like(opacities, -big),
@@ -104,7 +104,7 @@ def _extent(t, center, opacities, alpha_min, width, height):
   hy = jnp.sqrt(jnp.maximum(cy * cy - dual(tv, tv) / safe, 0.0))
   conic = jnp.stack([cx - hx, cy - hy, cx + hx, cy + hy], -1)
   conic = jnp.where(bounded[:, None] & jnp.all(jnp.isfinite(conic), -1, keepdims=True), conic, whole)
-  r = jnp.sqrt(rho_c / composite.FILTER_INV_SQUARE)
+  r = jnp.sqrt(rho_c / filter_inv_square)
   disk = jnp.stack([center[:, 0] - r, center[:, 1] - r, center[:, 0] + r, center[:, 1] + r], -1)
   return jnp.concatenate([jnp.minimum(conic[:, :2], disk[:, :2]),
                           jnp.maximum(conic[:, 2:], disk[:, 2:])], -1)
@@ -127,7 +127,8 @@ def tile_range(box, tile_size: int, tiles_x: int, tiles_y: int):
   return jnp.concatenate([lo, hi], -1), on_screen
 
 
-def project_surfels(surfels: Surfels, camera: Camera, alpha_min: float, tile_size: int) -> Projected:
+def project_surfels(surfels: Surfels, camera: Camera, alpha_min: float, tile_size: int,
+                    filter_inv_square: float = composite.FILTER_INV_SQUARE) -> Projected:
   """Projects surfels into `camera`, packs their rows and finds their tile ranges.
 
   Args:
@@ -135,6 +136,7 @@ def project_surfels(surfels: Surfels, camera: Camera, alpha_min: float, tile_siz
     camera: the camera (K's last row must be (0, 0, 1)).
     alpha_min: the compositing's alpha floor; sets the screen extent (0 = whole image).
     tile_size: tile side, pixels.
+    filter_inv_square: 1 / r^2 of the compositing's low-pass filter (its extent bounds the screen box).
 
   Returns:
     Projected; `rows` is differentiable in every Surfels field, the rest carries no gradient.
@@ -147,7 +149,7 @@ def project_surfels(surfels: Surfels, camera: Camera, alpha_min: float, tile_siz
   rows_ng = jax.lax.stop_gradient(rows)
   center = rows_ng[:, composite.CENTER:composite.CENTER + 2]
   box = _extent(t_ng, center, jax.lax.stop_gradient(surfels.opacities), alpha_min, camera.width,
-                camera.height)
+                camera.height, filter_inv_square)
   tile_bbox, on_screen = tile_range(box, tile_size, tiles_x, tiles_y)
   scales = jax.lax.stop_gradient(surfels.scales)
   depth = jax.lax.stop_gradient(p_c[:, 2])

@@ -72,7 +72,7 @@ def _rasterize(surfels, camera, background, backend, params, tile_size, tile_cap
     if primitive == "3dgs":
       proj = project_3dgs.project_gaussians(surfels, camera, params.alpha_min, tile_size)
     else:
-      proj = project.project_surfels(surfels, camera, params.alpha_min, tile_size)
+      proj = project.project_surfels(surfels, camera, params.alpha_min, tile_size, params.filter_inv_square)
     bins = binning.bin_surfels(proj.tile_bbox, proj.depth, proj.visible, tiles_x, tiles_y,
                                tile_capacity, pair_capacity or default_pair_capacity(
                                    surfels.means.shape[0], tiles_x * tiles_y, tile_capacity))
@@ -95,7 +95,7 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
               alpha_min: float = 1.0 / 255.0, alpha_max: float = 0.99,
               transmittance_min: float = 1e-4, tile_size: int = 16, tile_capacity: int = 1024,
               pair_capacity: int | None = None, tiles_per_chunk: int = 16,
-              primitive: str = "2dgs") -> RenderOutput:
+              primitive: str = "2dgs", low_pass_radius: float = composite.LOW_PASS_RADIUS) -> RenderOutput:
   """Renders 2DGS surfels or 3D Gaussians into `camera`; differentiable in every Surfels field.
 
   "2dgs" (Huang et al. 2024): ray-splat intersection with the screen-space low-pass filter, depth of
@@ -120,6 +120,9 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
       32 n_tiles)) (a body-like scene has ~2 pairs per surfel); excess is counted in `overflow`.
     tiles_per_chunk: tiles composited together by the xla backend (a speed knob only).
     primitive: "2dgs" (surfels, the default) or "3dgs" (3D Gaussians).
+    low_pass_radius: "2dgs" only: radius, pixels, of the screen-space low-pass filter (2DGS: sqrt(2)/2).
+      Every surfel covers at least this disk; where surfels are smaller than pixels a smaller radius keeps
+      the filter from widening silhouettes.
 
   Returns:
     RenderOutput. With alpha_min = transmittance_min = 0 and no overflow every backend computes the
@@ -130,6 +133,8 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
   if primitive not in PRIMITIVES:
     raise ValueError(f"rasterize: primitive must be one of {tuple(PRIMITIVES)}, got {primitive!r}")
   check_surfels(surfels, primitive)
+  if not low_pass_radius > 0:
+    raise ValueError(f"rasterize: low_pass_radius must be > 0 pixels, got {low_pass_radius}")
   if camera.width <= 0 or camera.height <= 0:
     raise ValueError(f"Camera.width/height must be positive, got {camera.width}x{camera.height}")
   if tuple(jnp.shape(background)) != (surfels.features.shape[1],):
@@ -137,7 +142,8 @@ def rasterize(surfels: Surfels, camera: Camera, background, backend: str = "xla"
                      f"Surfels.features' channels, got {tuple(jnp.shape(background))}")
   params = composite.CompositeParams(float(alpha_min), float(alpha_max), float(transmittance_min),
                                      float(camera.near), float(camera.far),
-                                     low_pass_filter=primitive == "2dgs")
+                                     low_pass_filter=primitive == "2dgs",
+                                     filter_inv_square=1.0 / float(low_pass_radius) ** 2)
   return _rasterize(surfels, camera, jnp.asarray(background, surfels.features.dtype), backend,
                     params, int(tile_size), int(tile_capacity),
                     None if pair_capacity is None else int(pair_capacity), int(tiles_per_chunk),

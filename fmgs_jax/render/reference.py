@@ -69,8 +69,8 @@ def _surfel_splats(surfels: Surfels, camera: Camera, params: composite.Composite
     su = -(d @ jnp.cross(p_c, sv_c).T) * inv
     sv = -(d @ jnp.cross(su_c, p_c).T) * inv
     rho3d = jnp.where(hit, su * su + sv * sv, jnp.inf)
-    rho2d = composite.FILTER_INV_SQUARE * ((center[:, 0] - qx[:, None]) ** 2
-                                           + (center[:, 1] - qy[:, None]) ** 2)
+    rho2d = params.filter_inv_square * ((center[:, 0] - qx[:, None]) ** 2
+                                        + (center[:, 1] - qy[:, None]) ** 2)
     use3d = rho3d <= rho2d
     depth = jnp.where(use3d, t, p_c[:, 2])
     alpha = jnp.minimum(params.alpha_max, opac * jnp.exp(-0.5 * jnp.minimum(rho3d, rho2d)))

@@ -167,7 +167,8 @@ def render_batch(quantities: Mapping[str, Any], batch: Batch, width: int, height
                      alpha_max=render_cfg.alpha_max, transmittance_min=render_cfg.transmittance_min,
                      tile_size=render_cfg.tile_size, tile_capacity=render_cfg.tile_capacity,
                      pair_capacity=render_cfg.get("pair_capacity", 0) or None,
-                     tiles_per_chunk=render_cfg.get("tiles_per_chunk", 16), primitive=primitive)
+                     tiles_per_chunk=render_cfg.get("tiles_per_chunk", 16), primitive=primitive,
+                     low_pass_radius=render_cfg.get("low_pass_radius", 0.5 ** 0.5))
 
   render_q = {k: quantities[k] for k in ("means", "rotations", "scales", "opacities", "colors", "semantics")}
   return jax.vmap(one)(render_q, batch.K, batch.world_to_camera)

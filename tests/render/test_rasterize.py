@@ -92,22 +92,23 @@ def test_gradients_match_finite_differences_float64(backend):
 
 
 @pytest.mark.parametrize("backend", ["reference", "xla"])
-@pytest.mark.parametrize("scale", [0.05, 0.002])
-def test_single_facing_surfel_is_the_analytic_gaussian(backend, scale):
-  """2DGS closed form: rho3d from the ray-plane hit, rho2d from the filter, alpha = min(.99, o e^-rho/2)."""
+@pytest.mark.parametrize("scale,radius", [(0.05, 0.5 ** 0.5), (0.002, 0.5 ** 0.5), (0.002, 0.35), (0.002, 1.5)])
+def test_single_facing_surfel_is_the_analytic_gaussian(backend, scale, radius):
+  """2DGS closed form: rho3d from the ray-plane hit, rho2d from the filter of radius r px
+  (rho2d = d^2 / r^2), alpha = min(.99, o e^-rho/2)."""
   width, height, z, o = 33, 31, 2.0, 0.9
   cam = camera(width, height)
   K = np.asarray(cam.K, np.float64)
   centre = np.array([0.03, -0.02, z])
   s = facing_surfels([centre], [[scale, 1.5 * scale]], [o], [[1.0, 0.5, 0.25]])
   bg = jnp.array([0.1, 0.2, 0.3])
-  out = rasterize(s, cam, bg, backend=backend)
+  out = rasterize(s, cam, bg, backend=backend, low_pass_radius=radius)
   py, px = np.mgrid[:height, :width] + 0.5
   hit_x = (px - K[0, 2]) / K[0, 0] * z - centre[0]
   hit_y = (py - K[1, 2]) / K[1, 1] * z - centre[1]
   rho3d = (hit_x / scale) ** 2 + (hit_y / (1.5 * scale)) ** 2
   cx, cy = K[0, 0] * centre[0] / z + K[0, 2], K[1, 1] * centre[1] / z + K[1, 2]
-  rho2d = 2.0 * ((px - cx) ** 2 + (py - cy) ** 2)
+  rho2d = ((px - cx) ** 2 + (py - cy) ** 2) / radius ** 2
   alpha = np.minimum(0.99, o * np.exp(-0.5 * np.minimum(rho3d, rho2d)))
   alpha = np.where(alpha >= 1 / 255, alpha, 0.0)
   np.testing.assert_allclose(out.alpha, alpha, atol=2e-6)
@@ -117,6 +118,14 @@ def test_single_facing_surfel_is_the_analytic_gaussian(backend, scale):
   np.testing.assert_allclose(out.normal, alpha[..., None] * [0, 0, -1.0], atol=2e-6)
   np.testing.assert_allclose(out.distortion, 0.0, atol=1e-7)  # one surfel: no spread
   assert np.sum(rho3d < rho2d) > 0 if scale == 0.05 else np.all(rho2d[alpha > 0] < rho3d[alpha > 0])
+  assert np.sum(alpha > 0) > 1  # the filter's disk covers more than one pixel centre
+
+
+def test_low_pass_radius_must_be_positive():
+  cam = camera(8, 8)
+  s = facing_surfels([[0.0, 0.0, 2.0]], [[0.01, 0.01]], [0.5], [[1.0, 1.0, 1.0]])
+  with pytest.raises(ValueError, match="low_pass_radius"):
+    rasterize(s, cam, jnp.zeros(3), low_pass_radius=0.0)
 
 
 def _three(order, opacities=(0.5, 0.6, 0.7), depths=(1.0, 2.0, 3.0)):
