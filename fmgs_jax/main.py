@@ -33,10 +33,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"fmgs_jax.main: bad config override among {bad}: {msg}")
 
 
-def write_config(config, workdir: str) -> str:
-  """Writes the resolved config as WORKDIR/config.json and returns its path."""
+def write_config(config, workdir: str, mode: str = "train") -> str:
+  """Writes the resolved config and returns its path.
+
+  Training writes WORKDIR/config.json, the record of how the run was trained. The other modes write
+  WORKDIR/config_<mode>.json, and WORKDIR/config.json too where none exists yet (every workdir has one),
+  so evaluating or rendering never overwrites the training record.
+  """
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, "config.json")
+  if mode != "train" and os.path.exists(path):
+    path = os.path.join(workdir, f"config_{mode}.json")
   with open(path, "w") as f:
     json.dump(config.to_dict(), f, indent=2, sort_keys=True)
   return path
@@ -52,7 +59,7 @@ def main(argv):
     parallel.maybe_initialize_distributed(config.parallel)
     main_process = parallel.is_main_process()
   if main_process:
-    write_config(config, workdir)
+    write_config(config, workdir, mode)
   logging.info("mode=%s workdir=%s", mode, workdir)
   # Imports per mode keep start-up light and keep torch out of every mode but `priors`.
   if mode == "train":
