@@ -62,9 +62,9 @@ def learning_rate_schedule(group_config: Any, total_steps: int) -> optax.Schedul
   `get_expon_lr_func` without its warm-up delay).
   """
   lr, lr_final = float(group_config.lr), float(group_config.lr_final)
-  if lr <= 0:
-    raise ValueError(f"config.optim.groups: lr must be > 0, got {lr}")
-  if lr_final <= 0 or lr_final == lr:
+  if lr < 0 or not np.isfinite(lr):
+    raise ValueError(f"config.optim.groups: lr must be >= 0 (0 freezes the group), got {lr}")
+  if lr == 0 or lr_final <= 0 or lr_final == lr:
     return optax.constant_schedule(lr)
   steps = int(group_config.decay_steps) or int(total_steps)
   if steps <= 0:
@@ -74,7 +74,7 @@ def learning_rate_schedule(group_config: Any, total_steps: int) -> optax.Schedul
 
 
 def make_optimizer(optim_config: Any, params: Any, total_steps: int) -> optax.GradientTransformation:
-  """Adam per group with its own schedule (and optional per-group norm clipping).
+  """Adam per group with its own schedule (and optional per-group norm clipping); lr = 0 freezes a group.
 
   Args:
     optim_config: `config.optim` (b1, b2, eps, clip_norm, groups).
@@ -88,6 +88,9 @@ def make_optimizer(optim_config: Any, params: Any, total_steps: int) -> optax.Gr
   used = sorted(set(jax.tree.leaves(labels)))
   transforms = {}
   for name in used:
+    if float(optim_config.groups[name].lr) == 0:
+      transforms[name] = optax.set_to_zero()  # frozen: no update, no Adam moments
+      continue
     chain = []
     if optim_config.clip_norm > 0:
       chain.append(optax.clip_by_global_norm(optim_config.clip_norm))

@@ -242,3 +242,17 @@ def test_unmatched_or_ambiguous_paths_are_errors():
   c.optim.groups.appearance.pattern = r"_(grid|mlp)/"
   with pytest.raises(ValueError, match="geometry_mlp"):
     optim.param_labels(_avatar_like_params(), c.optim.groups)
+
+
+def test_zero_learning_rate_freezes_a_group_and_negative_is_an_error():
+  c = _default_config()
+  c.optim.groups.opacity.lr = 0.0
+  params = _avatar_like_params()
+  tx = optim.make_optimizer(c.optim, params, total_steps=10)
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  assert not np.any(np.asarray(updates["surfels"]["opacities"]))  # frozen
+  np.testing.assert_allclose(np.asarray(updates["surfels"]["scales"]), -c.optim.groups.scaling.lr, rtol=1e-5)
+  c.optim.groups.opacity.lr = -1e-3
+  with pytest.raises(ValueError, match="lr must be >= 0"):
+    optim.make_optimizer(c.optim, params, total_steps=10)
