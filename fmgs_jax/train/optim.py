@@ -55,7 +55,7 @@ def param_labels(params: Any, groups_config: Any) -> Any:
   return labels
 
 
-def learning_rate_schedule(group_config: Any, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(group_config: Any, total_steps: int, name: str = "<group>") -> optax.Schedule:
   """Constant `lr`, or exponential decay from `lr` to `lr_final` over `decay_steps` (0 = total_steps).
 
   The decay is log-linear, lr(t) = lr * (lr_final / lr)^(t / T), held at lr_final after T (3DGS's
@@ -63,12 +63,13 @@ def learning_rate_schedule(group_config: Any, total_steps: int) -> optax.Schedul
   """
   lr, lr_final = float(group_config.lr), float(group_config.lr_final)
   if lr < 0 or not np.isfinite(lr):
-    raise ValueError(f"config.optim.groups: lr must be >= 0 (0 freezes the group), got {lr}")
+    raise ValueError(f"config.optim.groups.{name}.lr must be >= 0 (0 freezes the group), got {lr}")
   if lr == 0 or lr_final <= 0 or lr_final == lr:
     return optax.constant_schedule(lr)
   steps = int(group_config.decay_steps) or int(total_steps)
   if steps <= 0:
-    raise ValueError(f"config.optim.groups: decay over {steps} steps; set decay_steps or train.steps > 0")
+    raise ValueError(f"config.optim.groups.{name}: decay over {steps} steps; set its decay_steps or "
+                     f"train.steps > 0")
   return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr,
                                  end_value=lr_final)
 
@@ -94,7 +95,7 @@ def make_optimizer(optim_config: Any, params: Any, total_steps: int) -> optax.Gr
     chain = []
     if optim_config.clip_norm > 0:
       chain.append(optax.clip_by_global_norm(optim_config.clip_norm))
-    chain.append(optax.adam(learning_rate_schedule(optim_config.groups[name], total_steps),
+    chain.append(optax.adam(learning_rate_schedule(optim_config.groups[name], total_steps, name),
                             b1=optim_config.b1, b2=optim_config.b2, eps=optim_config.eps))
     transforms[name] = optax.chain(*chain)
   return optax.multi_transform(transforms, labels)
@@ -102,5 +103,5 @@ def make_optimizer(optim_config: Any, params: Any, total_steps: int) -> optax.Gr
 
 def learning_rates(optim_config: Any, total_steps: int, step: int) -> dict[str, float]:
   """{group: learning rate at `step`} for every configured group (for logging)."""
-  return {name: float(np.asarray(learning_rate_schedule(optim_config.groups[name], total_steps)(step)))
+  return {name: float(np.asarray(learning_rate_schedule(optim_config.groups[name], total_steps, name)(step)))
           for name in optim_config.groups}

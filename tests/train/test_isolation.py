@@ -254,5 +254,5 @@ def test_zero_learning_rate_freezes_a_group_and_negative_is_an_error():
   assert not np.any(np.asarray(updates["surfels"]["opacities"]))  # frozen
   np.testing.assert_allclose(np.asarray(updates["surfels"]["scales"]), -c.optim.groups.scaling.lr, rtol=1e-5)
   c.optim.groups.opacity.lr = -1e-3
-  with pytest.raises(ValueError, match="lr must be >= 0"):
+  with pytest.raises(ValueError, match=r"groups\.opacity\.lr must be >= 0"):
     optim.make_optimizer(c.optim, params, total_steps=10)
