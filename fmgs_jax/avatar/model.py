@@ -135,7 +135,8 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
     dict of float32 arrays: means (N,3) world metres, rotations (N,3,3) columns (t_u, t_v, n),
     scales (N,2) metres ((N,3) for 3dgs), opacities (N,), colors (N,3) in [0,1], semantics (N,C) probabilities,
     semantic_features (N,F), skinning_weights (V,J), canonical_means (N,3) (mu' = canonical centre
-    moved by the offset) and rest_means (N,3) (L_iso), vertices (V,3) the posed template mesh.
+    moved by the offset; L_iso compares posed neighbour distances with these), vertices (V,3) the posed
+    template mesh.
   """
   t = avatar.template
   refine = params["pose_refine"][jnp.clip(frame_index, 0, params["pose_refine"].shape[0] - 1)]
@@ -191,7 +192,6 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
 
   q = avatar.fields.apply(params["fields"], method=fields_fn)
   q["opacities"] = jax.nn.sigmoid(free["opacities"])
-  q["rest_means"] = mu
   return q
 
 

@@ -143,7 +143,10 @@ def make_loss_fns(loss_cfg: Any, batch: Batch, key: jax.Array, background_rgb: j
     return mean_over(lambda w: losses.skinning_loss(w, template_weights), q["skinning_weights"])
 
   def iso(r, q):
-    return mean_over(lambda x, r: losses.isometry_loss(x, r, edges), q["canonical_means"], q["rest_means"])
+    # Posed neighbours keep their canonical distances (3DGS-Avatar's as-isometric-as-possible term): it
+    # regularises what the pose does to the surfels (skinning, pose-dependent residuals), not the
+    # canonical offsets themselves, which must reach clothing centimetres off the template.
+    return mean_over(lambda x, r: losses.isometry_loss(x, r, edges), q["means"], q["canonical_means"])
 
   return {"rgb": rgb, "mask": mask_loss, "depth": depth, "normal_depth": normal_depth,
           "normal_prior": normal_prior, "normal_tv": normal_tv, "semantic": semantic,

@@ -188,6 +188,32 @@ def test_skinning_and_isometry():
   assert float(losses.isometry_loss(rigid, jnp.asarray(ref, jnp.float32), jnp.asarray(edges))) < 1e-5
 
 
+def test_train_step_isometry_compares_posed_with_canonical_neighbours():
+  """L_iso in the step: clothing offsets in canonical space cost nothing; stretching by the pose does."""
+  from fmgs_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  rest = rng.normal(size=(12, 3))
+  edges = np.array([[i, (i + 1) % 12] for i in range(12)], np.int32)
+  offset = rest + 0.03 * rng.normal(size=rest.shape)  # canonical centres moved off the template
+  rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+  b = 1
+  batch = step_lib.Batch(
+      image=jnp.zeros((b, 4, 4, 3)), mask=jnp.ones((b, 4, 4)), K=jnp.eye(3)[None], world_to_camera=jnp.eye(4)[None],
+      betas=jnp.zeros((b, 1)), pose=jnp.zeros((b, 24, 3)), transl=jnp.zeros((b, 3)),
+      frame_index=jnp.zeros((b,), jnp.int32), prior_normal=jnp.zeros((b, 4, 4, 3)),
+      prior_depth=jnp.zeros((b, 4, 4)), prior_parts=jnp.zeros((b, 4, 4), jnp.int32))
+  fns = step_lib.make_loss_fns(_default_config().loss, batch, jax.random.key(0), jnp.zeros(3), 2,
+                               jnp.ones((12, 1)), jnp.asarray(edges))
+  def iso(posed, canonical):
+    q = {"means": jnp.asarray(posed, jnp.float32)[None], "canonical_means": jnp.asarray(canonical, jnp.float32)[None]}
+    return float(fns["iso"](None, q))
+  assert iso(offset @ rot.T + 0.5, offset) < 1e-5  # a rigidly posed, offset avatar
+  stretched = offset * np.array([1.2, 1.0, 1.0])
+  want = np.mean([abs(np.linalg.norm(stretched[i] - stretched[j]) - np.linalg.norm(offset[i] - offset[j]))
+                  for i, j in edges])
+  np.testing.assert_allclose(iso(stretched, offset), want, rtol=1e-4)
+
+
 def test_active_weights_from_config():
   c = _default_config()
   weights = losses.active_weights(c.loss)
