@@ -67,7 +67,9 @@ def learning_rate_schedule(group_config: Any, total_steps: int, name: str = "<gr
   if lr == 0 or lr_final <= 0 or lr_final == lr:
     return optax.constant_schedule(lr)
   steps = int(group_config.decay_steps) or int(total_steps)
-  if steps <= 0:
+  if steps == 0:  # a run of 0 steps (evaluating the untrained template) takes no step to decay over
+    return optax.constant_schedule(lr)
+  if steps < 0:
     raise ValueError(f"config.optim.groups.{name}: decay over {steps} steps; set its decay_steps or "
                      f"train.steps > 0")
   return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr,

@@ -274,7 +274,6 @@ def _tiny_config(data_root):
   c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8
   c.model.geometry_hidden, c.model.skinning_hidden = (16,), (16,)
   c.train.steps = 0  # a checkpoint of the initial avatar: the test is about posing and cameras
-  c.optim.groups.position.decay_steps = 1
   return c
 
 

@@ -8,9 +8,9 @@ from configs import default
 from launch import ablations
 
 # A tiny capture and avatar; train.steps=0 writes the initial avatar's checkpoint and evaluates it (the
-# launcher, not training, is under test; decay_steps=1 because the default schedule decays over train.steps).
+# launcher, not training, is under test).
 TINY = [
-    "train.steps=0", "optim.groups.position.decay_steps=1",
+    "train.steps=0",
     "data.synthetic.height=32", "data.synthetic.width=32", "data.synthetic.focal=55",
     "data.synthetic.num_train_frames=2", "data.synthetic.num_novel_pose_frames=1",
     "data.synthetic.num_novel_view_cameras=1", "data.synthetic.num_novel_view_frames=1",

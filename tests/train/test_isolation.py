@@ -235,6 +235,15 @@ def test_position_schedule_decays_exponentially_to_final():
   np.testing.assert_allclose(np.asarray(u["surfels"]["means"]), want, rtol=1e-4)
 
 
+def test_zero_step_run_keeps_the_start_lr_and_negative_decay_is_an_error():
+  c = _default_config()  # position decays over train.steps: a 0-step run has nothing to decay over
+  assert optim.learning_rates(c.optim, 0, 0)["position"] == pytest.approx(1.6e-4)
+  optim.make_optimizer(c.optim, {"surfels": {"means": jnp.zeros((3,))}}, total_steps=0)
+  c.optim.groups.position.decay_steps = -5
+  with pytest.raises(ValueError, match=r"groups\.position: decay over -5 steps"):
+    optim.learning_rates(c.optim, 100, 0)
+
+
 def test_unmatched_or_ambiguous_paths_are_errors():
   c = _default_config()
   with pytest.raises(ValueError, match="'mystery/w' matches no group"):
