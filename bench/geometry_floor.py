@@ -6,13 +6,13 @@
 For each held-out novel-view frame of the synthetic capture, surfels are placed on two meshes exactly
 as the avatar places them (one per face of the mesh resampled to `body.num_faces`, face frames,
 `surfels.init_scale` face sizes, `surfels.init_opacity`) and rasterized with the configured renderer
-settings (`render.low_pass_radius`, tile size):
+settings (`render.*`, through the training step's `render_batch`):
 
   ground truth   the posed ground-truth mesh (body + clothing): a perfectly learned avatar
   template       the posed template without clothing: the untrained avatar (learned offsets 0)
 
 Columns: normal error (deg) over the ground-truth mask, inside it (eroded by one pixel) and on its
-one-pixel boundary; `leak px` = rendered opacity outside the ground-truth mask (summed within two
+one-pixel boundary; `spill px` = rendered opacity outside the ground-truth mask (summed within two
 pixels of it) per boundary pixel, i.e. how far the rendered silhouette spills over the true one (the
 mask loss pulls the surface inwards by about that much); `holes %` = missing opacity inside the mask;
 Chamfer (mm) of the mesh's surface against the ground truth (`eval.chamfer_samples` points each).
@@ -37,15 +37,18 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   del argv
   import cv2  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from fmgs_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
+  from fmgs_jax import body as body_lib  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.data import load_dataset, stack_frames  # pylint: disable=g-import-not-at-top
   from fmgs_jax.eval import metrics  # pylint: disable=g-import-not-at-top
   from fmgs_jax.geometry import frames as frames_lib  # pylint: disable=g-import-not-at-top
   from fmgs_jax.geometry import subdivide  # pylint: disable=g-import-not-at-top
-  from fmgs_jax.render import Camera, Surfels, rasterize  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.geometry import surfels as surfels_lib  # pylint: disable=g-import-not-at-top
   from fmgs_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   c = _CONFIG.value
   if c.data.name != "synthetic":
@@ -58,18 +61,19 @@ def main(argv):
   body = loop.load_body(c)
 
   def surfel_render(vertices, faces, frame):
-    ff = frames_lib.face_frames(jnp.asarray(vertices, jnp.float32), jnp.asarray(faces, jnp.int32))
-    n = ff.centre.shape[0]
-    s = Surfels(means=ff.centre, rotations=ff.rotation,
-                scales=jnp.repeat((ff.size * c.surfels.init_scale)[:, None], 2, 1),
-                opacities=jnp.full((n,), c.surfels.init_opacity), features=jnp.ones((n, 1)))
+    """The avatar's placement with zero residuals, rendered by the training step's renderer call."""
+    f = jnp.asarray(faces, jnp.int32)
+    n = f.shape[0]
+    s = surfels_lib.place_surfels(frames_lib.face_frames(jnp.asarray(vertices, jnp.float32), f), jnp.zeros((n,)),
+                                  jnp.zeros((n, 2)), jnp.zeros((n, 3)), c.surfels.init_scale)
+    q = {"means": s.means[None], "rotations": s.rotations[None], "scales": s.scales[None],
+         "opacities": jnp.full((1, n), c.surfels.init_opacity), "colors": jnp.ones((1, n, 3)),
+         "semantics": jnp.zeros((1, n, 0))}
     h, w = frame.mask.shape
-    cam = Camera(K=jnp.asarray(frame.K, jnp.float32), world_to_camera=jnp.asarray(frame.world_to_camera, jnp.float32),
-                 width=w, height=h, near=c.render.near, far=c.render.far)
-    return rasterize(s, cam, jnp.zeros(1), backend=c.render.backend, tile_size=c.render.tile_size,
-                     tile_capacity=c.render.tile_capacity, low_pass_radius=c.render.low_pass_radius)
+    batch = step_lib.batch_from_frames(stack_frames([frame]))
+    out = step_lib.render_batch(q, batch, w, h, jnp.zeros(3), c.render)
+    return jax.tree.map(lambda x: np.asarray(x)[0], out)
 
-  from fmgs_jax import body as body_lib  # pylint: disable=g-import-not-at-top
   rows = {"ground truth": [], "template": []}
   for i in range(len(ds)):
     frame = ds[i]
@@ -88,23 +92,23 @@ def main(argv):
     boundary = fg & ~inner
     for name, (v, f) in meshes.items():
       out = surfel_render(v, f, frame)
-      normal, alpha = np.asarray(out.normal), np.asarray(out.alpha)
+      normal, alpha = out.normal, out.alpha
       chamfer = metrics.chamfer_fscore(metrics.sample_surface(np.asarray(v), np.asarray(f), c.eval.chamfer_samples,
                                                               seed=0), gt_pts, c.eval.fscore_threshold)["chamfer_mm"]
       rows[name].append(dict(
           normal_error_deg=metrics.normal_angular_error(normal, frame.gt_normal, fg),
           normal_error_inside_deg=metrics.normal_angular_error(normal, frame.gt_normal, inner),
           normal_error_boundary_deg=metrics.normal_angular_error(normal, frame.gt_normal, boundary),
-          leak_px=float(alpha[outer].sum() / max(boundary.sum(), 1)),
+          spill_px=float(alpha[outer].sum() / max(boundary.sum(), 1)),
           holes_pct=float(100 * (1 - alpha[fg]).mean()), chamfer_mm=float(chamfer)))
   table = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()}
   print(f"{len(ds)} novel-view frames, {template.faces.shape[0]} surfels, init_scale {c.surfels.init_scale}, "
         f"low-pass {c.render.low_pass_radius:.3g} px, {ds[0].mask.shape[1]} x {ds[0].mask.shape[0]}")
-  print("| mesh | normal err (deg) | inside | boundary | leak px | holes % | Chamfer (mm) |")
+  print("| mesh | normal err (deg) | inside | boundary | spill px | holes % | Chamfer (mm) |")
   print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
   for name, r in table.items():
     print(f"| {name} | {r['normal_error_deg']:.1f} | {r['normal_error_inside_deg']:.1f} | "
-          f"{r['normal_error_boundary_deg']:.1f} | {r['leak_px']:.2f} | {r['holes_pct']:.2f} | {r['chamfer_mm']:.1f} |")
+          f"{r['normal_error_boundary_deg']:.1f} | {r['spill_px']:.2f} | {r['holes_pct']:.2f} | {r['chamfer_mm']:.1f} |")
   if _JSON.value:
     print(json.dumps(table))
 

@@ -29,30 +29,30 @@ def get_config():
   c.model.grid.log2_table_size = 15
   c.model.grid.max_resolution = 512
   c.render.tile_size = 8
-  # Geometry at 128 px, where a pixel is ~15 mm on the body. Chosen on this capture at 150 steps (novel
-  # views; `python bench/geometry_floor.py` gives the representation's floor; each row changes the one before):
-  #                                                      normal err  Chamfer  PSNR
-  #   2DGS low-pass 0.707 px, init_scale 1.0 (2DGS)      ~15.6 deg   15.2 mm        (earlier sessions)
-  #   low-pass 0.5 px, init_scale 1.5, opacity lr 0.005   14.3        12.8    28.8
-  #   L_iso on posed vs canonical neighbours (train/step)  14.3        12.6    28.8
-  #   mask weight 0.1 -> 0.5                              13.3        11.7    28.9
-  #   + max_rotation 0.35 -> 0.15 rad, mask 1.0           13.2        11.6    28.9
-  #   low-pass 0.3 px, init_scale 1.0, mask 0.5, rot 0.15 13.5         8.9    29.9
-  # and at the full 450 steps:                            14.6        10.2    32.5
-  #   + non-rigid lr decaying 1e-3 -> 1e-4                13.8         9.0    32.4   (kept)
+  # Geometry at 128 px, where a pixel is ~15 mm on the body. Chosen on this capture by short runs
+  # (`python -m fmgs_jax.main --config=configs/synthetic.py --config.train.steps=150 --config.x=y`),
+  # scored on novel views; `python bench/geometry_floor.py` gives the representation's floor:
+  #   settings (150 steps unless noted)                        normal err  Chamfer  PSNR
+  #   low-pass 0.5 px, init_scale 1.5, opacity lr 0.005, mask 0.1  14.3 deg   12.8 mm  28.8
+  #   same, L_iso on posed vs canonical neighbours (train/step)     14.3       12.6     28.8
+  #   same, mask weight 0.5                                          13.3       11.7     28.9
+  #   same, mask weight 1.0, max_rotation 0.35 -> 0.15 rad          13.2       11.6     28.9
+  #   low-pass 0.3 px, init_scale 1.0, mask 0.5, rotation 0.15      13.5        8.9     29.9
+  #   same, 450 steps                                               14.6       10.2     32.5
+  #   same, 450 steps, non-rigid lr decaying 1e-3 -> 1e-4           13.8        9.0     32.4  (kept)
   # Why: a splat's footprint spills past the surface it sits on (Gaussian tails of surfels near edge-on,
-  # plus the screen-space filter), so the rendered silhouette of the true geometry is ~0.9 px too wide
-  # at init_scale 1.5 / 0.5 px (bench/geometry_floor.py: "leak px"), and the mask and colour losses pull
-  # the surface ~1 px inwards to match the binary mask; a sharper footprint (0.3 px filter, surfels of
-  # one face size) halves that spill while still covering the body. A stronger mask term lets the
-  # silhouette, the one absolute cue to the clothing offset in a monocular video, win over the colour
-  # term's preference for a fat template; a tighter tilt bound keeps the colour term from turning the
-  # surfels away from the surface (the normal target is the surface's, the tilt is a correction).
-  # Opacity at 3DGS's lr 0.05 lets ~10% of surfels fade below 0.2 in 150 steps, letting back surfaces
-  # show through on silhouettes; 0.005 keeps them. At a constant non-rigid lr the offsets keep moving
-  # after the silhouettes are fitted and turn into texture-fitting bumps (offset/truth correlation 0.79
-  # at 150 steps, 0.56 at 450, Chamfer 8.9 -> 10.2 mm); decaying it (as 3DGS-Avatar's position lr
-  # decays) lets the geometry settle while colour goes on improving.
+  # plus the screen-space filter): at init_scale 1.5 / 0.5 px the rendered silhouette of the true
+  # geometry is 0.89 px too wide (bench/geometry_floor.py, "spill px"), and the mask and colour losses
+  # pull the surface ~1 px inwards to match the binary mask (Chamfer stayed near the untrained
+  # template's 13.9 mm). A sharper footprint (0.3 px filter, surfels of one face size) spills 0.33 px
+  # and still covers the body (0.5% holes). A stronger mask term lets the silhouette, the one absolute
+  # cue to the clothing offset in a monocular video, win over the colour term's preference for a fat
+  # template; a tighter tilt bound keeps the colour term from turning the surfels away from the
+  # surface (the normal target is the surface's, the tilt is a correction). Opacity at 3DGS's lr 0.05
+  # lets ~10% of surfels fade below 0.2 in 150 steps, letting back surfaces show through on
+  # silhouettes; 0.005 keeps them. At a constant non-rigid lr geometry gets worse after ~150 steps
+  # (Chamfer 8.9 -> 10.2 mm, normals 13.5 -> 14.6 deg by 450) while colour still improves; decaying it
+  # (as 3DGS-Avatar's position lr decays) lets the geometry settle.
   c.optim.groups.non_rigid.lr_final = 1e-4
   c.render.low_pass_radius = 0.3
   c.surfels.init_scale = 1.0

@@ -55,7 +55,7 @@ def param_labels(params: Any, groups_config: Any) -> Any:
   return labels
 
 
-def learning_rate_schedule(group_config: Any, total_steps: int, name: str = "<group>") -> optax.Schedule:
+def learning_rate_schedule(group_config: Any, total_steps: int, name: str) -> optax.Schedule:
   """Constant `lr`, or exponential decay from `lr` to `lr_final` over `decay_steps` (0 = total_steps).
 
   The decay is log-linear, lr(t) = lr * (lr_final / lr)^(t / T), held at lr_final after T (3DGS's
