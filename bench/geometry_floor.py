@@ -28,6 +28,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import common  # pylint: disable=g-import-not-at-top
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/*.py")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/fmgs_floor", "where the synthetic capture is cached")
 _JSON = flags.DEFINE_bool("json", False, "also print the rows as one JSON line")
@@ -86,10 +88,8 @@ def main(argv):
     tmpl_v = np.asarray(body_lib.skin_points(jnp.asarray(template.vertices), jnp.asarray(template.weights),
                                              posed.transforms))
     meshes = {"ground truth": (resampled.vertices, resampled.faces), "template": (tmpl_v, template.faces)}
-    fg = frame.mask > 0.5
-    inner = cv2.erode(fg.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    fg, inner, boundary = common.mask_regions(frame.mask)
     outer = (cv2.dilate(fg.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~fg
-    boundary = fg & ~inner
     for name, (v, f) in meshes.items():
       out = surfel_render(v, f, frame)
       normal, alpha = out.normal, out.alpha
@@ -104,11 +104,10 @@ def main(argv):
   table = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()}
   print(f"{len(ds)} novel-view frames, {template.faces.shape[0]} surfels, init_scale {c.surfels.init_scale}, "
         f"low-pass {c.render.low_pass_radius:.3g} px, {ds[0].mask.shape[1]} x {ds[0].mask.shape[0]}")
-  print("| mesh | normal err (deg) | inside | boundary | spill px | holes % | Chamfer (mm) |")
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-  for name, r in table.items():
-    print(f"| {name} | {r['normal_error_deg']:.1f} | {r['normal_error_inside_deg']:.1f} | "
-          f"{r['normal_error_boundary_deg']:.1f} | {r['spill_px']:.2f} | {r['holes_pct']:.2f} | {r['chamfer_mm']:.1f} |")
+  common.print_markdown("mesh", [("normal err (deg)", "normal_error_deg", ".1f"),
+                                 ("inside", "normal_error_inside_deg", ".1f"),
+                                 ("boundary", "normal_error_boundary_deg", ".1f"), ("spill px", "spill_px", ".2f"),
+                                 ("holes %", "holes_pct", ".2f"), ("Chamfer (mm)", "chamfer_mm", ".1f")], table)
   if _JSON.value:
     print(json.dumps(table))
 

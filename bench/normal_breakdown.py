@@ -23,38 +23,31 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def _angles(a, b):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
-  return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+from bench import common  # pylint: disable=g-import-not-at-top
 
 
 def breakdown(workdir: str) -> dict[str, float]:
-  import cv2  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from fmgs_jax.data import load_dataset, stack_frames  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
+  from fmgs_jax.eval import evaluate, metrics  # pylint: disable=g-import-not-at-top
   from fmgs_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from fmgs_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     sys.exit(f"{path} is missing: pass a run folder written by `python -m fmgs_jax.main`")
   with open(path) as f:
     c = ml_collections.ConfigDict(json.load(f))
-  av, params, _ = loop.restore_params(c, workdir)
   _, train_frames = loop.load_training_frames(c, workdir)
+  av, params, _ = loop.restore_params(c, workdir, train_frames)
   ds = load_dataset(c.data, "novel_view", default_root=loop.data_root(c, workdir))
   renderers = {}
 
-  def masks(frame):
-    fg = frame.mask > 0.5
-    inner = cv2.erode(fg.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return fg, inner, fg & ~inner
+  def error(normal, gt, region):  # mean angle (deg) over the region, NaN when it is empty
+    return metrics.normal_angular_error(normal, gt, region) if region.any() else float("nan")
 
   sums = {k: [] for k in ("all", "inside", "edge_covered", "edge_uncovered", "edge_share")}
   for i in range(len(ds)):
@@ -62,17 +55,15 @@ def breakdown(workdir: str) -> dict[str, float]:
     if frame.gt_normal is None:
       sys.exit(f"{workdir}: novel-view frames have no ground-truth normals (synthetic capture only)")
     h, w = frame.mask.shape
-    render = renderers.setdefault((h, w), loop.make_render_fn(av, c, w, h))
-    batch = step_lib.batch_from_frames(stack_frames([frame]))
-    out = jax.device_get(render(params, batch.replace(frame_index=jnp.full_like(batch.frame_index, -1))))
-    normal, alpha = np.asarray(out.normal[0]), np.asarray(out.alpha[0])
-    err = _angles(normal, frame.gt_normal)
-    fg, inner, edge = masks(frame)
-    covered = alpha >= 0.9
-    sums["all"].append(err[fg].mean())
-    sums["inside"].append(err[inner].mean())
-    sums["edge_covered"].append(err[edge & covered].mean())
-    sums["edge_uncovered"].append(err[edge & ~covered].mean() if (edge & ~covered).any() else np.nan)
+    if (h, w) not in renderers:
+      renderers[(h, w)] = loop.make_render_fn(av, c, w, h)
+    out = jax.device_get(renderers[(h, w)](params, evaluate.eval_batch(frame)))
+    normal, covered = np.asarray(out.normal[0]), np.asarray(out.alpha[0]) >= 0.9
+    fg, inner, edge = common.mask_regions(frame.mask)
+    sums["all"].append(error(normal, frame.gt_normal, fg))
+    sums["inside"].append(error(normal, frame.gt_normal, inner))
+    sums["edge_covered"].append(error(normal, frame.gt_normal, edge & covered))
+    sums["edge_uncovered"].append(error(normal, frame.gt_normal, edge & ~covered))
     sums["edge_share"].append((edge & ~covered).sum() / max(edge.sum(), 1))
   row = {k: float(np.nanmean(v)) for k, v in sums.items()}
 
@@ -88,13 +79,11 @@ def breakdown(workdir: str) -> dict[str, float]:
   for frame in train_frames:
     if frame.prior_normal is None or frame.gt_normal is None:
       break
-    err = _angles(frame.prior_normal, frame.gt_normal)
-    _, inner, edge = masks(frame)
-    valid = np.sum(frame.prior_normal ** 2, -1) > 0.5
-    prior_in.append(err[inner & valid].mean())
-    prior_edge.append(err[edge & valid].mean())
-  row["prior_inside"] = float(np.mean(prior_in)) if prior_in else float("nan")
-  row["prior_edge"] = float(np.mean(prior_edge)) if prior_edge else float("nan")
+    _, inner, edge = common.mask_regions(frame.mask)
+    prior_in.append(error(frame.prior_normal, frame.gt_normal, inner))  # zero (invalid) priors are skipped
+    prior_edge.append(error(frame.prior_normal, frame.gt_normal, edge))
+  row["prior_inside"] = float(np.nanmean(prior_in)) if prior_in else float("nan")
+  row["prior_edge"] = float(np.nanmean(prior_edge)) if prior_edge else float("nan")
   return row
 
 
@@ -104,12 +93,10 @@ def main(argv=None):
   p.add_argument("--json", action="store_true", help="also print the rows as one JSON line")
   args = p.parse_args(argv)
   rows = {run: breakdown(run) for run in args.runs}
-  print("| run | normal err (deg) | inside | edge, a>=0.9 | edge, a<0.9 | edge share a<0.9 | tilt / bound "
-        "| prior inside | prior edge |")
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-  for run, r in rows.items():
-    print(f"| {run} | {r['all']:.1f} | {r['inside']:.1f} | {r['edge_covered']:.1f} | {r['edge_uncovered']:.1f} | "
-          f"{r['edge_share']:.2f} | {r['tilt_over_bound']:.2f} | {r['prior_inside']:.1f} | {r['prior_edge']:.1f} |")
+  common.print_markdown("run", [("normal err (deg)", "all", ".1f"), ("inside", "inside", ".1f"),
+                                ("edge, a>=0.9", "edge_covered", ".1f"), ("edge, a<0.9", "edge_uncovered", ".1f"),
+                                ("edge share a<0.9", "edge_share", ".2f"), ("tilt / bound", "tilt_over_bound", ".2f"),
+                                ("prior inside", "prior_inside", ".1f"), ("prior edge", "prior_edge", ".1f")], rows)
   if args.json:
     print(json.dumps(rows))
 

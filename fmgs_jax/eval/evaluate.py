@@ -30,7 +30,7 @@ from fmgs_jax.train import step as step_lib
 EVAL_SPLITS = ("novel_view", "novel_pose", "test")
 
 
-def _eval_batch(frame):
+def eval_batch(frame):
   """A one-frame Batch without pose refinement (frame_index -1)."""
   b = step_lib.batch_from_frames(stack_frames([frame]))
   return b.replace(frame_index=jnp.full_like(b.frame_index, -1))
@@ -131,7 +131,7 @@ def evaluate(config: Any, workdir: str) -> dict:
     h, w = frame.mask.shape
     if (h, w) not in renderers:
       renderers[(h, w)] = loop.make_render_fn(av, config, w, h)
-    batch = _eval_batch(frame)
+    batch = eval_batch(frame)
     out = renderers[(h, w)](params, batch)
     return jax.tree.map(lambda x: np.asarray(x)[0], jax.device_get(out))
 
@@ -167,7 +167,7 @@ def evaluate(config: Any, workdir: str) -> dict:
         except (AttributeError, NotImplementedError, FileNotFoundError, DatasetError):
           mesh = None
         if mesh is not None:
-          m.update(geometry_metrics(jax.device_get(surfels_of(_eval_batch(frame))), av, mesh, config))
+          m.update(geometry_metrics(jax.device_get(surfels_of(eval_batch(frame))), av, mesh, config))
       rows.append(m)
       grid = visualize.comparison_grid(
           frame.image * frame.mask[..., None], np.clip(out.color[..., :3], 0, 1), normals=out.normal,
@@ -185,7 +185,7 @@ def evaluate(config: Any, workdir: str) -> dict:
   report.write_metrics_json(os.path.join(workdir, "metrics.json"), rep)
 
   # Geometry exports and the orbit video, of the first held-out frame's pose.
-  q = jax.device_get(surfels_of(_eval_batch(first_eval_frame)))
+  q = jax.device_get(surfels_of(eval_batch(first_eval_frame)))
   t = av.template
   colors_v = np.zeros((len(t.vertices), 3), np.float32)
   count = np.zeros(len(t.vertices), np.float32)

@@ -211,12 +211,14 @@ def train(config: Any, workdir: str) -> dict:
   return info
 
 
-def restore_params(config: Any, workdir: str):
+def restore_params(config: Any, workdir: str, frames: list[Frame] | None = None):
   """(avatar, params, train_info) of the newest checkpoint in WORKDIR, for evaluation and rendering.
 
+  `frames`: the training frames when the caller has them (`load_training_frames`), else loaded here.
   Process-local: in a multi-process run only the calling process reads (process 0 evaluates alone).
   """
-  _, frames = load_training_frames(config, workdir)
+  if frames is None:
+    _, frames = load_training_frames(config, workdir)
   av = build_avatar(config, frames)
   params = avatar_lib.init_params(av, jax.random.key(config.seed))
   optimizer = optim.make_optimizer(config.optim, params, int(config.train.steps))
