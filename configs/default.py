@@ -112,6 +112,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.pose_hidden = (128,)  # pose-encoder MLP hidden widths (our choice)
   c.model.geometry_hidden = (128, 128, 128)  # geometry-residual MLP (3DGS-Avatar non-rigid: 3 x 128)
   c.model.geometry_latent_dim = 16  # z_g size (3DGS-Avatar non_rigid_dim: 16)
+  c.model.tilt_hidden = (128, 128)  # tilt MLP (delta_r), apart from the geometry MLP (fields/decoders.py)
   c.model.max_rotation = 0.35  # bound of ||delta_r|| in radians: the normal tilts <= 20 deg (our choice)
   c.model.appearance_hidden = 64  # the single hidden layer of the colour MLP (paper: 64)
   c.model.view_frequencies = 4  # frequencies of the view-direction encoding (our choice)
@@ -169,9 +170,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.isolation.quantities.semantic_reg = "*"  # regulariser: what it touches
   c.isolation.quantities.skin = "*"  # regulariser: what it touches
   c.isolation.quantities.iso = "*"  # regulariser: what it touches
+  # Parameter groups: the paper's normal losses update rotation only, so they may reach only the tilt
+  # MLP (and free Gaussians' own rotations); a quantity mask alone would still let their updates of
+  # the shared geometry grid and MLP move positions (fields/decoders.py, TiltDecoder).
   c.isolation.groups = ml_collections.ConfigDict()
   for name in c.isolation.quantities:
-    c.isolation.groups[name] = "*"  # the paper restricts quantities, not parameter groups
+    c.isolation.groups[name] = "*"
+  for name in ("normal_depth", "normal_prior", "normal_tv"):
+    c.isolation.groups[name] = "tilt,rotation"
 
   # Optimiser (fmgs_jax/train/optim.py): Adam per parameter group; a parameter joins the group whose
   # `pattern` (a regex searched in its "/"-joined path) matches; exactly one must match. Learning rates
@@ -194,6 +200,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.groups.scaling = group(r"^surfels/scal", 0.005)  # 3DGS-Avatar scaling_lr
   c.optim.groups.rotation = group(r"^surfels/rot", 1e-3)  # free Gaussians only (3DGS-Avatar rotation_lr)
   c.optim.groups.non_rigid = group(r"/(geometry_grid|geometry_mlp|pose_encoder)/", 1e-3)  # non_rigid_lr
+  c.optim.groups.tilt = group(r"/tilt_mlp/", 1e-3)  # rotation residual MLP, as non_rigid_lr
   c.optim.groups.skinning = group(r"/skinning_(grid|mlp)/", 1e-4)  # 3DGS-Avatar rigid_lr
   c.optim.groups.appearance = group(r"/appearance_(grid|mlp)/", 1e-3)  # 3DGS-Avatar texture_lr
   c.optim.groups.semantics = group(r"/semantic_(grid|mlp)/", 1e-3)  # no counterpart; as appearance

@@ -54,6 +54,7 @@ def get_config():
   # (Chamfer 8.9 -> 10.2 mm, normals 13.5 -> 14.6 deg by 450) while colour still improves; decaying it
   # (as 3DGS-Avatar's position lr decays) lets the geometry settle.
   c.optim.groups.non_rigid.lr_final = 1e-4
+  c.optim.groups.tilt.lr_final = 1e-4
   c.render.low_pass_radius = 0.3
   c.surfels.init_scale = 1.0
   c.loss.mask.weight = 0.5

@@ -1,7 +1,8 @@
 """Small MLP decoders of the avatar's fields (Flax).
 
 * `PoseEncoder`      body pose (J, 3) axis-angle -> pose latent Z_p (D_p,)
-* `GeometryDecoder`  (f_g, Z_p) -> bounded residuals (delta_d, delta_s, delta_r) and latent z_g
+* `GeometryDecoder`  (f_g, Z_p) -> bounded residuals (delta_d, delta_s) and latent z_g
+* `TiltDecoder`      (f_g, Z_p) -> bounded rotation residual delta_r (its own MLP, see below)
 * `AppearanceDecoder` (f_c, z_g, Z_p, canonical view direction) -> RGB in [0, 1]
 * `SemanticDecoder`  f_s -> body-part logits (28 Sapiens classes by default)
 * `SkinningDecoder`  hash features of the deformed centre mu' -> LBS weights (softmax over joints)
@@ -92,37 +93,60 @@ class GeometryResidual:
 
 
 class GeometryDecoder(nn.Module):
-  """(f_g, Z_p) -> GeometryResidual; residuals are bounded by tanh and start at zero.
+  """(f_g, Z_p) -> (delta_d, delta_s, z_g); residuals are bounded by tanh and start at zero.
 
   Attributes:
     hidden: hidden widths (3DGS-Avatar's non-rigid MLP: 3 x 128).
     latent_dim: D_g (3DGS-Avatar's non_rigid_dim: 16).
     max_offset: bound of |delta_d|, metres.
     max_log_scale: bound of |delta_s|.
-    max_rotation: bound of ||delta_r|| in radians.
   """
   hidden: Sequence[int] = (128, 128, 128)
   latent_dim: int = 16
   max_offset: float = 0.05
   max_log_scale: float = 1.0
-  max_rotation: float = 0.5
 
   @nn.compact
-  def __call__(self, f_g: jnp.ndarray, z_p: jnp.ndarray) -> GeometryResidual:
-    """Args: f_g (N, F_g) float32 geometry features; z_p (D_p,) or (N, D_p) pose latent."""
+  def __call__(self, f_g: jnp.ndarray, z_p: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Args: f_g (N, F_g) float32 geometry features; z_p (D_p,) or (N, D_p) pose latent.
+
+    Returns: offset (N,), log_scale (N, 2), latent (N, D_g), as in GeometryResidual.
+    """
     x = jnp.concatenate([f_g, _broadcast_rows(z_p, f_g.shape[0])], axis=-1)
     h = x
     for i, width in enumerate(self.hidden):
       h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
-    raw = nn.Dense(6, kernel_init=nn.initializers.zeros, name="residual")(h)
+    raw = nn.Dense(3, kernel_init=nn.initializers.zeros, name="residual")(h)
     latent = nn.Dense(self.latent_dim, name="latent")(h)
-    v = raw[:, 3:6]
+    return self.max_offset * jnp.tanh(raw[:, 0]), self.max_log_scale * jnp.tanh(raw[:, 1:3]), latent
+
+
+class TiltDecoder(nn.Module):
+  """(f_g, Z_p) -> delta_r, the surfel's tilt in its face frame, ||delta_r|| <= max_rotation, starts at 0.
+
+  Its own MLP, not a head on the geometry MLP's trunk (a documented choice): the normal losses may
+  update rotations only (selective isolation), and blocking their gradient at the rotation quantity
+  is not enough when rotation shares weights with offset, scale and z_g, since every update of the
+  shared trunk then moves positions and colours too. With the tilt in its own parameter group
+  (`tilt` in config.optim.groups, `config.isolation.groups` of the normal losses) a normal-loss
+  update changes rotations and nothing else. The geometry grid's features f_g are read, not
+  updated, by those losses.
+
+  Attributes:
+    hidden: hidden widths.
+    max_rotation: bound of ||delta_r|| in radians.
+  """
+  hidden: Sequence[int] = (128, 128)
+  max_rotation: float = 0.5
+
+  @nn.compact
+  def __call__(self, f_g: jnp.ndarray, z_p: jnp.ndarray) -> jnp.ndarray:
+    """Args: f_g (N, F_g), z_p (D_p,) or (N, D_p). Returns: (N, 3) float32 axis-angle delta_r."""
+    x = jnp.concatenate([f_g, _broadcast_rows(z_p, f_g.shape[0])], axis=-1)
+    v = MLP(self.hidden, 3, zero_init_output=True, name="mlp")(x)
     # Bound the norm (not each component) so the normal's tilt is at most max_rotation.
     norm = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
-    rotation = v * (self.max_rotation * jnp.tanh(norm) / norm)
-    return GeometryResidual(offset=self.max_offset * jnp.tanh(raw[:, 0]),
-                            log_scale=self.max_log_scale * jnp.tanh(raw[:, 1:3]),
-                            rotation=rotation, latent=latent)
+    return v * (self.max_rotation * jnp.tanh(norm) / norm)
 
 
 def frequency_encoding(x: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:

@@ -7,7 +7,8 @@ Parameter tree (top-level names are what the optimiser groups match on, see trai
   semantic_grid/table     (L, T, F)  hash grid f_s, sampled at mu
   skinning_grid/table     (L', T', F') hash grid of the skinning field, sampled at deformed centres mu'
   pose_encoder/...        body pose -> Z_p
-  geometry_mlp/...        (f_g, Z_p) -> (delta_d, delta_s, delta_r, z_g)
+  geometry_mlp/...        (f_g, Z_p) -> (delta_d, delta_s, z_g)
+  tilt_mlp/...            (f_g, Z_p) -> delta_r (its own weights: the normal losses update only these)
   appearance_mlp/...      (f_c, z_g, Z_p, view dir) -> RGB
   semantic_mlp/...        f_s -> 28 logits
   skinning_mlp/...        hash(mu') -> LBS weights over J joints
@@ -39,7 +40,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fmgs_jax.fields.decoders import (AppearanceDecoder, GeometryDecoder, GeometryResidual, PoseEncoder,
-                                      SemanticDecoder, SkinningDecoder)
+                                      SemanticDecoder, SkinningDecoder, TiltDecoder)
 from fmgs_jax.fields.hashgrid import HashGrid
 
 
@@ -82,7 +83,8 @@ class Fields(nn.Module):
     grid_spec: size of the geometry, appearance and semantic grids (paper: 32-dim features = 16 x 2).
     skinning_grid_spec: size of the skinning field's grid.
     pose_latent_dim, pose_hidden: PoseEncoder.
-    geometry_hidden, geometry_latent_dim, max_offset, max_log_scale, max_rotation: GeometryDecoder.
+    geometry_hidden, geometry_latent_dim, max_offset, max_log_scale: GeometryDecoder.
+    tilt_hidden, max_rotation: TiltDecoder.
     appearance_hidden, view_frequencies: AppearanceDecoder.
     num_classes, semantic_hidden: SemanticDecoder.
     skinning_hidden: SkinningDecoder.
@@ -99,6 +101,7 @@ class Fields(nn.Module):
   geometry_latent_dim: int = 16
   max_offset: float = 0.05
   max_log_scale: float = 1.0
+  tilt_hidden: tuple[int, ...] = (128, 128)
   max_rotation: float = 0.5
   appearance_hidden: int = 64
   view_frequencies: int = 4
@@ -117,7 +120,8 @@ class Fields(nn.Module):
     self.skinning_grid = grid(self.skinning_grid_spec)
     self.pose_encoder = PoseEncoder(self.pose_latent_dim, tuple(self.pose_hidden))
     self.geometry_mlp = GeometryDecoder(tuple(self.geometry_hidden), self.geometry_latent_dim,
-                                        self.max_offset, self.max_log_scale, self.max_rotation)
+                                        self.max_offset, self.max_log_scale)
+    self.tilt_mlp = TiltDecoder(tuple(self.tilt_hidden), self.max_rotation)
     self.appearance_mlp = AppearanceDecoder(self.appearance_hidden, self.view_frequencies)
     self.semantic_mlp = SemanticDecoder(self.num_classes, tuple(self.semantic_hidden))
     self.skinning_mlp = SkinningDecoder(self.num_joints, tuple(self.skinning_hidden))
@@ -128,7 +132,10 @@ class Fields(nn.Module):
 
   def geometry(self, mu: jnp.ndarray, z_p: jnp.ndarray) -> GeometryResidual:
     """(N, 3) canonical centres, (D_p,) pose latent -> bounded residuals and z_g."""
-    return self.geometry_mlp(self.geometry_grid(mu), z_p)
+    f_g = self.geometry_grid(mu)
+    offset, log_scale, latent = self.geometry_mlp(f_g, z_p)
+    return GeometryResidual(offset=offset, log_scale=log_scale, rotation=self.tilt_mlp(f_g, z_p),
+                            latent=latent)
 
   def skinning(self, mu_prime: jnp.ndarray, base_weights: jnp.ndarray | None = None) -> jnp.ndarray:
     """(N, 3) deformed canonical centres (and (N, J) template weights there) -> (N, J) LBS weights."""
@@ -178,6 +185,6 @@ def fields_from_config(config: Any, num_joints: int, bbox_min, bbox_max) -> Fiel
       pose_latent_dim=m.pose_latent_dim, pose_hidden=tuple(m.pose_hidden),
       geometry_hidden=tuple(m.geometry_hidden), geometry_latent_dim=m.geometry_latent_dim,
       max_offset=config.surfels.max_offset, max_log_scale=config.surfels.max_log_scale,
-      max_rotation=m.max_rotation, appearance_hidden=m.appearance_hidden,
+      tilt_hidden=tuple(m.tilt_hidden), max_rotation=m.max_rotation, appearance_hidden=m.appearance_hidden,
       view_frequencies=m.view_frequencies, num_classes=m.num_classes,
       semantic_hidden=tuple(m.semantic_hidden), skinning_hidden=tuple(m.skinning_hidden))

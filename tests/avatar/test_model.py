@@ -22,7 +22,7 @@ def _config(primitive="2dgs", mesh_guided=True):
   c.body.num_faces = 600
   c.model.grid.num_levels, c.model.grid.log2_table_size, c.model.grid.max_resolution = 2, 8, 32
   c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8
-  c.model.geometry_hidden, c.model.skinning_hidden = (8,), (8,)
+  c.model.geometry_hidden, c.model.tilt_hidden, c.model.skinning_hidden = (8,), (8,), (8,)
   c.model.primitive, c.model.mesh_guided = primitive, mesh_guided
   return c
 

@@ -272,7 +272,7 @@ def _tiny_config(data_root):
   c.body.num_faces = 1000
   c.model.grid.num_levels, c.model.grid.log2_table_size, c.model.grid.max_resolution = 4, 10, 64
   c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8
-  c.model.geometry_hidden, c.model.skinning_hidden = (16,), (16,)
+  c.model.geometry_hidden, c.model.tilt_hidden, c.model.skinning_hidden = (16,), (16,), (16,)
   c.train.steps = 0  # a checkpoint of the initial avatar: the test is about posing and cameras
   return c
 

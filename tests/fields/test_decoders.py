@@ -42,26 +42,36 @@ def test_frequency_encoding_closed_form():
 
 
 def test_geometry_residuals_bounded_and_start_at_zero():
-  dec = decoders.GeometryDecoder(hidden=(16,), latent_dim=4, max_offset=0.3, max_log_scale=0.7,
-                                 max_rotation=0.2)
+  dec = decoders.GeometryDecoder(hidden=(16,), latent_dim=4, max_offset=0.3, max_log_scale=0.7)
   f_g = jax.random.normal(jax.random.PRNGKey(0), (50, 8))
   z_p = jnp.ones((5,))
   params = dec.init(jax.random.PRNGKey(1), f_g, z_p)
-  res0 = dec.apply(params, f_g, z_p)
-  assert float(jnp.max(jnp.abs(res0.offset))) == 0.0 and float(jnp.max(jnp.abs(res0.rotation))) == 0.0
-  assert res0.latent.shape == (50, 4) and res0.log_scale.shape == (50, 2) and res0.rotation.shape == (50, 3)
+  offset, log_scale, latent = dec.apply(params, f_g, z_p)
+  assert float(jnp.max(jnp.abs(offset))) == 0.0 and float(jnp.max(jnp.abs(log_scale))) == 0.0
+  assert offset.shape == (50,) and latent.shape == (50, 4) and log_scale.shape == (50, 2)
   # Huge output weights saturate the tanh bounds.
   big = jax.tree_util.tree_map_with_path(
       lambda p, x: 1e3 * jax.random.normal(jax.random.PRNGKey(2), x.shape) if "residual" in str(p) else x,
       params)
-  res = dec.apply(big, f_g, z_p)
-  assert float(jnp.max(jnp.abs(res.offset))) <= 0.3 + 1e-6
-  assert float(jnp.max(jnp.abs(res.offset))) > 0.29
-  assert float(jnp.max(jnp.abs(res.log_scale))) <= 0.7 + 1e-6
-  norms = np.linalg.norm(np.asarray(res.rotation), axis=-1)
-  assert norms.max() <= 0.2 + 1e-6 and norms.max() > 0.19
+  offset, log_scale, _ = dec.apply(big, f_g, z_p)
+  assert 0.29 < float(jnp.max(jnp.abs(offset))) <= 0.3 + 1e-6
+  assert float(jnp.max(jnp.abs(log_scale))) <= 0.7 + 1e-6
+
+
+def test_tilt_bounded_and_starts_at_zero():
+  dec = decoders.TiltDecoder(hidden=(16,), max_rotation=0.2)
+  f_g = jax.random.normal(jax.random.PRNGKey(0), (50, 8))
+  z_p = jnp.ones((5,))
+  params = dec.init(jax.random.PRNGKey(1), f_g, z_p)
+  assert float(jnp.max(jnp.abs(dec.apply(params, f_g, z_p)))) == 0.0
+  big = jax.tree_util.tree_map_with_path(
+      lambda p, x: 1e3 * jax.random.normal(jax.random.PRNGKey(2), x.shape) if "output" in str(p) else x,
+      params)
+  rotation = dec.apply(big, f_g, z_p)
+  norms = np.linalg.norm(np.asarray(rotation), axis=-1)
+  assert rotation.shape == (50, 3) and 0.19 < norms.max() <= 0.2 + 1e-6
   # The normal of R exp([delta_r]_x) stays within max_rotation of the face normal (R = I here).
-  tilt = np.arccos(np.clip(np.asarray(decoders.axis_angle_to_matrix(res.rotation))[:, 2, 2], -1, 1))
+  tilt = np.arccos(np.clip(np.asarray(decoders.axis_angle_to_matrix(rotation))[:, 2, 2], -1, 1))
   assert tilt.max() <= 0.2 + 1e-4
 
 
@@ -101,7 +111,7 @@ def _small_config():
   c = _default_config()
   for g in (c.model.grid, c.model.skinning_grid):
     g.num_levels, g.log2_table_size, g.base_resolution, g.max_resolution = 4, 10, 4, 32
-  c.model.geometry_hidden = (32,)
+  c.model.geometry_hidden = c.model.tilt_hidden = (32,)
   c.model.skinning_hidden = (32, 32)
   return c
 
@@ -115,7 +125,7 @@ def test_fields_container_tree_and_interleaved_apply():
   view = jnp.tile(jnp.array([[0.0, 0.0, 1.0]]), (n, 1))
   params = model.init(jax.random.PRNGKey(1), mu, pose, view)
   assert set(params["params"]) == {"geometry_grid", "appearance_grid", "semantic_grid", "skinning_grid",
-                                   "pose_encoder", "geometry_mlp", "appearance_mlp", "semantic_mlp",
+                                   "pose_encoder", "geometry_mlp", "tilt_mlp", "appearance_mlp", "semantic_mlp",
                                    "skinning_mlp"}
   assert params["params"]["geometry_grid"]["table"].shape == (4, 2 ** 10, 2)
   out = model.apply(params, mu, pose, view)

@@ -16,7 +16,8 @@ TINY = [
     "data.synthetic.num_novel_view_cameras=1", "data.synthetic.num_novel_view_frames=1",
     "data.synthetic.supersample=1", "body.num_faces=600", "model.grid.num_levels=4",
     "model.grid.log2_table_size=10", "model.grid.max_resolution=64", "model.skinning_grid.num_levels=2",
-    "model.skinning_grid.log2_table_size=8", "model.geometry_hidden=(16,)", "model.skinning_hidden=(16,)",
+    "model.skinning_grid.log2_table_size=8", "model.geometry_hidden=(16,)", "model.tilt_hidden=(16,)",
+    "model.skinning_hidden=(16,)",
     "eval.orbit_frames=2", "eval.chamfer_samples=1000",
 ]
 CONFIG = os.path.join(ablations.REPO, "configs", "synthetic.py")

@@ -41,7 +41,7 @@ def tiny_config(data_root: str, num_devices: int = 0):
   c.body.num_faces = 600
   c.model.grid.num_levels, c.model.grid.log2_table_size, c.model.grid.max_resolution = 4, 10, 64
   c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8
-  c.model.geometry_hidden, c.model.skinning_hidden = (16,), (16,)
+  c.model.geometry_hidden, c.model.tilt_hidden, c.model.skinning_hidden = (16,), (16,), (16,)
   for term in ("depth", "normal_depth", "normal_prior", "normal_tv", "semantic", "semantic_reg", "skin", "iso"):
     c.loss[term].weight = 0.0  # no priors to extract; iso/skin are ~1e-7 differences of near-equal numbers at init
   c.isolation.enabled = False
