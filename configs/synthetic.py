@@ -39,7 +39,8 @@ def get_config():
   #   same, mask weight 1.0, max_rotation 0.35 -> 0.15 rad          13.2       11.6     28.9
   #   low-pass 0.3 px, init_scale 1.0, mask 0.5, rotation 0.15      13.5        8.9     29.9
   #   same, 450 steps                                               14.6       10.2     32.5
-  #   same, 450 steps, non-rigid lr decaying 1e-3 -> 1e-4           13.8        9.0     32.4  (kept)
+  #   same, 450 steps, non-rigid lr decaying 1e-3 -> 1e-4           13.8        9.0     32.4
+  #   same, tilt in its own MLP, the normal losses update only it    13.6        8.9     32.4  (kept)
   # Why: a splat's footprint spills past the surface it sits on (Gaussian tails of surfels near edge-on,
   # plus the screen-space filter): at init_scale 1.5 / 0.5 px the rendered silhouette of the true
   # geometry is 0.89 px too wide (bench/geometry_floor.py, "spill px"), and the mask and colour losses
@@ -52,7 +53,7 @@ def get_config():
   # lets ~10% of surfels fade below 0.2 in 150 steps, letting back surfaces show through on
   # silhouettes; 0.005 keeps them. At a constant non-rigid lr geometry gets worse after ~150 steps
   # (Chamfer 8.9 -> 10.2 mm, normals 13.5 -> 14.6 deg by 450) while colour still improves; decaying it
-  # (as 3DGS-Avatar's position lr decays) lets the geometry settle.
+  # (as 3DGS-Avatar's position lr decays) lets the geometry settle; the tilt MLP's lr decays alike.
   c.optim.groups.non_rigid.lr_final = 1e-4
   c.optim.groups.tilt.lr_final = 1e-4
   c.render.low_pass_radius = 0.3

@@ -5,7 +5,8 @@ Data flow for a frame (pose theta, shape beta, translation t, camera):
   canonical template (upsampled body mesh, shaped, rest pose): vertices V_c, faces, weights W_0
   mu        = face barycentres of V_c                       (one surfel per face; fixed count)
   Z_p       = PoseEncoder(theta)
-  residual  = GeometryDecoder(f_g(mu), Z_p)                 (offset along n, log-scales, tilt, z_g)
+  residual  = GeometryDecoder(f_g(mu), Z_p)                 (offset along n, log-scales, z_g)
+              + TiltDecoder(f_g(mu), Z_p)                   (tilt; own MLP, see fields/decoders.py)
   W         = SkinningDecoder(hash(V_c), W_0)               (learned skinning field at the vertices,
                                                              starting from the template weights W_0,
                                                              pulled to W_0 by L_skin)
