@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmgs_jax.geometry.rotations import axis_angle_to_matrix  # re-exported for the fields' users
+from fmgs_jax.geometry.surfels import bound_rotation
 
 
 class MLP(nn.Module):
@@ -143,10 +144,7 @@ class TiltDecoder(nn.Module):
   def __call__(self, f_g: jnp.ndarray, z_p: jnp.ndarray) -> jnp.ndarray:
     """Args: f_g (N, F_g), z_p (D_p,) or (N, D_p). Returns: (N, 3) float32 axis-angle delta_r."""
     x = jnp.concatenate([f_g, _broadcast_rows(z_p, f_g.shape[0])], axis=-1)
-    v = MLP(self.hidden, 3, zero_init_output=True, name="mlp")(x)
-    # Bound the norm (not each component) so the normal's tilt is at most max_rotation.
-    norm = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
-    return v * (self.max_rotation * jnp.tanh(norm) / norm)
+    return bound_rotation(MLP(self.hidden, 3, zero_init_output=True, name="mlp")(x), self.max_rotation)
 
 
 def frequency_encoding(x: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:

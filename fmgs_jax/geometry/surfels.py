@@ -34,9 +34,15 @@ def bound_residuals(raw_offset, raw_log_scale, raw_rotation, max_offset: float, 
   Returns: (offset, log_scale, rotation) with |offset| <= max_offset, |log_scale| <= max_log_scale,
     ||rotation|| <= max_rotation.
   """
+  return (max_offset * jnp.tanh(raw_offset), max_log_scale * jnp.tanh(raw_log_scale),
+          bound_rotation(raw_rotation, max_rotation))
+
+
+def bound_rotation(raw_rotation: jnp.ndarray, max_rotation: float) -> jnp.ndarray:
+  """(..., 3) axis-angle -> same direction, norm max_rotation * tanh(norm): the norm is bounded, not
+  each component, so the normal of R exp([.]_x) tilts at most max_rotation radians."""
   norm = jnp.sqrt(jnp.sum(raw_rotation ** 2, -1, keepdims=True) + 1e-12)
-  rotation = raw_rotation / norm * (max_rotation * jnp.tanh(norm))
-  return max_offset * jnp.tanh(raw_offset), max_log_scale * jnp.tanh(raw_log_scale), rotation
+  return raw_rotation / norm * (max_rotation * jnp.tanh(norm))
 
 
 def place_surfels(frames: FaceFrames, offset: jnp.ndarray, log_scale: jnp.ndarray, rotation: jnp.ndarray,
