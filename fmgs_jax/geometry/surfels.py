@@ -41,8 +41,8 @@ def bound_residuals(raw_offset, raw_log_scale, raw_rotation, max_offset: float, 
 def bound_rotation(raw_rotation: jnp.ndarray, max_rotation: float) -> jnp.ndarray:
   """(..., 3) axis-angle -> same direction, norm max_rotation * tanh(norm): the norm is bounded, not
   each component, so the normal of R exp([.]_x) tilts at most max_rotation radians."""
-  norm = jnp.sqrt(jnp.sum(raw_rotation ** 2, -1, keepdims=True) + 1e-12)
-  return raw_rotation / norm * (max_rotation * jnp.tanh(norm))
+  norm = jnp.sqrt(jnp.sum(raw_rotation * raw_rotation, axis=-1, keepdims=True) + 1e-12)
+  return raw_rotation * (max_rotation * jnp.tanh(norm) / norm)
 
 
 def place_surfels(frames: FaceFrames, offset: jnp.ndarray, log_scale: jnp.ndarray, rotation: jnp.ndarray,
