@@ -124,7 +124,8 @@ def get_config() -> ml_collections.ConfigDict:
   # gives no prior weights: the marked ones are starting points checked on the synthetic capture
   # (configs/synthetic.py, 500 steps, novel views): normal_prior 0.1 -> 1.0 gave normal error 17.5 ->
   # 18.4 deg and PSNR 31.7 -> 31.5; adding depth 0.1 -> 0.5 gave 23.2 deg and 29.5 dB. Kept at 0.1.
-  # Re-checked with the current synthetic settings (450 steps, tilt MLP apart from the geometry MLP):
+  # Re-checked with the current synthetic settings (450 steps, tilt MLP apart from the geometry MLP,
+  # depth alpha 10):
   # normal_prior 0.1 / 0.25 / 0.5 gave 13.59 / 13.61 / 13.61 deg vs 13.68 with no normal priors; kept
   # at 0.1. (With the tilt a head of the shared geometry MLP, 0.5 had given 14.9 deg: README, ablations.)
   c.loss = ml_collections.ConfigDict()
