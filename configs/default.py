@@ -49,6 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synthetic.shape_std = 1.0  # std of the random shape coefficients (body model units)
   c.data.synthetic.clothing_amplitude = 0.03  # metres, max displacement along the normals
   c.data.synthetic.clothing_frequency = 2.0  # cycles per metre of the smooth displacement field
+  c.data.synthetic.wrinkle_amplitude = 0.004  # metres, RMS of the zero-mean fine displacement (0: none)
+  c.data.synthetic.wrinkle_frequency = 8.0  # cycles per metre of the wrinkles (normal detail, ~10 deg RMS)
   c.data.synthetic.texture_frequency = 40.0  # cycles per metre of the finest texture detail
   c.data.synthetic.shading = 0.3  # 0 = flat albedo; else albedo * (1 - s + s * |n . view|)
   c.data.synthetic.supersample = 2  # rays per pixel side for the colour image (anti-aliasing)

@@ -3,8 +3,8 @@
 The subject is the built-in body template (`fmgs_jax.body.builtin_body_model()`,
 mannequin-x `wooden` in SMPL format) with a random body shape from its shape
 space, a smooth "clothing" displacement of up to a few centimetres along the
-posed surface normals (a function of the canonical surface point, so the
-clothing moves with the body but is not the template), and a procedural colour
+posed surface normals plus millimetre wrinkles (functions of the canonical surface
+point, so the clothing moves with the body but is not the template), and a procedural colour
 texture with high-frequency detail (a function of the canonical surface point,
 so it is continuous across triangles and consistent across frames).
 
@@ -166,6 +166,9 @@ class Appearance:
   texture_w: np.ndarray  # (K, 3) cycles per metre
   texture_phase: np.ndarray  # (K,)
   stripe_frequency: float
+  wrinkle_w: np.ndarray  # (K, 3) cycles per metre
+  wrinkle_phase: np.ndarray  # (K,)
+  wrinkle_amplitude: float
 
 
 _SKIN = ("head", "neck", "left_wrist", "right_wrist", "left_hand", "right_hand", "left_elbow", "right_elbow")
@@ -174,6 +177,7 @@ _SHOES = ("left_ankle", "right_ankle", "left_foot", "right_foot")
 
 
 def make_appearance(cfg: Any, rng: np.random.Generator) -> Appearance:
+  """The subject drawn from `rng`; the wrinkles from their own generator, so a capture without them is unchanged."""
   k = 6
   dirs = rng.normal(size=(k, 3))
   dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -187,13 +191,30 @@ def make_appearance(cfg: Any, rng: np.random.Generator) -> Appearance:
       clothing_phase=rng.uniform(0, 2 * np.pi, size=k), amplitude=float(cfg.clothing_amplitude),
       palette=np.clip(palette, 0, 1), texture_w=tdirs * tfreq,
       texture_phase=rng.uniform(0, 2 * np.pi, size=12),
-      stripe_frequency=float(cfg.texture_frequency) * 0.25)
+      stripe_frequency=float(cfg.texture_frequency) * 0.25,
+      **_wrinkles(cfg, np.random.default_rng([int(cfg.seed), 1])))
+
+
+def _wrinkles(cfg: Any, rng: np.random.Generator, k: int = 8) -> dict[str, Any]:
+  dirs = rng.normal(size=(k, 3))
+  dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+  return dict(wrinkle_w=dirs * cfg.wrinkle_frequency * rng.uniform(0.7, 1.0, size=(k, 1)),
+              wrinkle_phase=rng.uniform(0, 2 * np.pi, size=k), wrinkle_amplitude=float(cfg.wrinkle_amplitude))
 
 
 def clothing_offset(app: Appearance, canonical: np.ndarray) -> np.ndarray:
-  """(V,) displacement along the normal in [0, amplitude] metres, smooth in the canonical point (V, 3)."""
+  """(V,) displacement along the normal, metres, of canonical points (V, 3): clothing plus wrinkles.
+
+  Clothing: in [0, amplitude], smooth (a few cycles per metre), seen mostly in the silhouettes.
+  Wrinkles: zero-mean, RMS `wrinkle_amplitude`, at `wrinkle_frequency`; at the defaults they tilt the
+  surface normal by ~10 deg RMS while moving the surface by less than a pixel, so they show in the
+  normals (and faintly in the shading) far more than in masks or depth.
+  """
   s = np.sin(2 * np.pi * canonical @ app.clothing_w.T + app.clothing_phase).mean(axis=1)
-  return app.amplitude * np.clip(0.5 + s, 0.0, 1.0)
+  clothing = app.amplitude * np.clip(0.5 + s, 0.0, 1.0)
+  k = len(app.wrinkle_phase)
+  wrinkles = np.sin(2 * np.pi * canonical @ app.wrinkle_w.T + app.wrinkle_phase).sum(axis=1) * np.sqrt(2.0 / k)
+  return clothing + app.wrinkle_amplitude * wrinkles
 
 
 def albedo(app: Appearance, canonical: np.ndarray, parts: np.ndarray, part_names: tuple[str, ...]) -> np.ndarray:

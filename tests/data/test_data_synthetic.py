@@ -150,3 +150,19 @@ def test_varied_motion_stays_within_limits():
     v = poses[:, synthetic.SMPL_JOINT_NAMES.index(name), axis]
     assert lo - 1e-9 <= v.min() and v.max() <= hi + 1e-9, name
   assert np.ptp(poses[:, synthetic.SMPL_JOINT_NAMES.index("left_knee"), 0]) > 0.5
+
+
+def test_clothing_in_range_and_wrinkles_zero_mean_with_the_configured_rms(data_config):
+  s = data_config.synthetic
+  points = np.random.default_rng(0).uniform(-1.0, 1.0, size=(200_000, 3))  # canonical points, metres
+  s.wrinkle_amplitude = 0.0
+  clothing = synthetic.clothing_offset(synthetic.make_appearance(s, np.random.default_rng(5)), points)
+  assert clothing.min() >= 0.0 and clothing.max() <= s.clothing_amplitude
+  s.wrinkle_amplitude = 0.004
+  wrinkled = synthetic.clothing_offset(synthetic.make_appearance(s, np.random.default_rng(5)), points)
+  wrinkles = wrinkled - clothing  # the same subject: the wrinkles have their own generator
+  # sqrt(2 / k) * sum of k sines with independent phases: mean 0, RMS 1 over space.
+  assert abs(wrinkles.mean()) < 0.05 * s.wrinkle_amplitude
+  np.testing.assert_allclose(np.sqrt(np.mean(wrinkles ** 2)), s.wrinkle_amplitude, rtol=0.1)
+  freq = np.linalg.norm(synthetic.make_appearance(s, np.random.default_rng(5)).wrinkle_w, axis=1)
+  assert np.all((freq >= 0.7 * s.wrinkle_frequency - 1e-9) & (freq <= s.wrinkle_frequency + 1e-9))
