@@ -204,7 +204,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.groups.scaling = group(r"^surfels/scal", 0.005)  # 3DGS-Avatar scaling_lr
   c.optim.groups.rotation = group(r"^surfels/rot", 1e-3)  # free Gaussians only (3DGS-Avatar rotation_lr)
   c.optim.groups.non_rigid = group(r"/(geometry_grid|geometry_mlp|pose_encoder)/", 1e-3)  # non_rigid_lr
-  c.optim.groups.tilt = group(r"/tilt_mlp/", 1e-3)  # rotation residual MLP, as non_rigid_lr
+  c.optim.groups.tilt = group(r"/(tilt_grid|tilt_mlp)/", 1e-3)  # rotation residual field, as non_rigid_lr
   c.optim.groups.skinning = group(r"/skinning_(grid|mlp)/", 1e-4)  # 3DGS-Avatar rigid_lr
   c.optim.groups.appearance = group(r"/appearance_(grid|mlp)/", 1e-3)  # 3DGS-Avatar texture_lr
   c.optim.groups.semantics = group(r"/semantic_(grid|mlp)/", 1e-3)  # no counterpart; as appearance

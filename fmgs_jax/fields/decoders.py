@@ -123,15 +123,15 @@ class GeometryDecoder(nn.Module):
 
 
 class TiltDecoder(nn.Module):
-  """(f_g, Z_p) -> delta_r, the surfel's tilt in its face frame, ||delta_r|| <= max_rotation, starts at 0.
+  """(f_t, Z_p) -> delta_r, the surfel's tilt in its face frame, ||delta_r|| <= max_rotation, starts at 0.
 
-  Its own MLP, not a head on the geometry MLP's trunk (a documented choice): the normal losses may
-  update rotations only (selective isolation), and blocking their gradient at the rotation quantity
-  is not enough when rotation shares weights with offset, scale and z_g, since every update of the
-  shared trunk then moves positions and colours too. With the tilt in its own parameter group
-  (`tilt` in config.optim.groups, `config.isolation.groups` of the normal losses) a normal-loss
-  update changes rotations and nothing else. The geometry grid's features f_g are read, not
-  updated, by those losses.
+  Its own MLP on its own grid's features f_t, not a head on the geometry MLP's trunk (a documented
+  choice, see fields/model.py): the normal losses may update rotations only (selective isolation),
+  and blocking their gradient at the rotation quantity is not enough when rotation shares weights
+  with offset, scale and z_g, since every update of the shared trunk then moves positions and colours
+  too. With the tilt in its own parameter group (`tilt` in config.optim.groups,
+  `config.isolation.groups` of the normal losses) a normal-loss update changes rotations and
+  nothing else.
 
   Attributes:
     hidden: hidden widths.
@@ -141,9 +141,9 @@ class TiltDecoder(nn.Module):
   max_rotation: float = 0.5
 
   @nn.compact
-  def __call__(self, f_g: jnp.ndarray, z_p: jnp.ndarray) -> jnp.ndarray:
-    """Args: f_g (N, F_g), z_p (D_p,) or (N, D_p). Returns: (N, 3) float32 axis-angle delta_r."""
-    x = jnp.concatenate([f_g, _broadcast_rows(z_p, f_g.shape[0])], axis=-1)
+  def __call__(self, f_t: jnp.ndarray, z_p: jnp.ndarray) -> jnp.ndarray:
+    """Args: f_t (N, F_t), z_p (D_p,) or (N, D_p). Returns: (N, 3) float32 axis-angle delta_r."""
+    x = jnp.concatenate([f_t, _broadcast_rows(z_p, f_t.shape[0])], axis=-1)
     return bound_rotation(MLP(self.hidden, 3, zero_init_output=True, name="mlp")(x), self.max_rotation)
 
 

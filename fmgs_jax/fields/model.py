@@ -1,20 +1,28 @@
-"""`Fields`: the avatar's learned fields, three hash grids plus the decoders, as one Flax module.
+"""`Fields`: the avatar's learned fields, hash grids plus the decoders, as one Flax module.
 
 Parameter tree (top-level names are what the optimiser groups match on, see train/optim.py):
 
   geometry_grid/table     (L, T, F)  hash grid f_g, sampled at canonical surfel centres mu
   appearance_grid/table   (L, T, F)  hash grid f_c, sampled at mu
   semantic_grid/table     (L, T, F)  hash grid f_s, sampled at mu
+  tilt_grid/table         (L, T, F)  hash grid f_t of the tilt, sampled at mu
   skinning_grid/table     (L', T', F') hash grid of the skinning field, sampled at deformed centres mu'
   pose_encoder/...        body pose -> Z_p
   geometry_mlp/...        (f_g, Z_p) -> (delta_d, delta_s, z_g)
-  tilt_mlp/...            (f_g, Z_p) -> delta_r (its own weights: the normal losses update only these)
+  tilt_mlp/...            (f_t, Z_p) -> delta_r
   appearance_mlp/...      (f_c, z_g, Z_p, view dir) -> RGB
   semantic_mlp/...        f_s -> 28 logits
   skinning_mlp/...        hash(mu') -> LBS weights over J joints
 
 The skinning field has its own grid (a documented choice): it must be smooth where the geometry and
 appearance grids must be detailed, so it defaults to fewer, coarser levels.
+
+The tilt delta_r (the paper: one more output of the geometry MLP on f_g) is a field of its own, grid
+and MLP (our choice). The paper's normal losses may update rotation only, so `config.isolation.groups`
+lets them reach only the tilt's parameters. Sharing the geometry MLP, their updates moved offsets and
+colours through the shared weights; sharing only the geometry grid, the tilt could vary in space only
+as finely as the other losses had shaped f_g, so it could not follow normal detail (wrinkles) that
+only the normal prior shows.
 
 The methods are separate so the avatar can interleave its own geometry between them inside ONE
 `apply` (mu' depends on the geometry residual; the canonical view direction depends on LBS):
@@ -80,7 +88,7 @@ class Fields(nn.Module):
   Attributes:
     num_joints: J of the body model (skinning outputs).
     bbox_min, bbox_max: (3,) canonical box the grids cover (metres), e.g. the template's box + margin.
-    grid_spec: size of the geometry, appearance and semantic grids (paper: 32-dim features = 16 x 2).
+    grid_spec: size of the geometry, appearance, semantic and tilt grids (paper: 32-dim features = 16 x 2).
     skinning_grid_spec: size of the skinning field's grid.
     pose_latent_dim, pose_hidden: PoseEncoder.
     geometry_hidden, geometry_latent_dim, max_offset, max_log_scale: GeometryDecoder.
@@ -117,6 +125,7 @@ class Fields(nn.Module):
     self.geometry_grid = grid(self.grid_spec)
     self.appearance_grid = grid(self.grid_spec)
     self.semantic_grid = grid(self.grid_spec)
+    self.tilt_grid = grid(self.grid_spec)
     self.skinning_grid = grid(self.skinning_grid_spec)
     self.pose_encoder = PoseEncoder(self.pose_latent_dim, tuple(self.pose_hidden))
     self.geometry_mlp = GeometryDecoder(tuple(self.geometry_hidden), self.geometry_latent_dim,
@@ -134,7 +143,7 @@ class Fields(nn.Module):
     """(N, 3) canonical centres, (D_p,) pose latent -> bounded residuals and z_g."""
     f_g = self.geometry_grid(mu)
     offset, log_scale, latent = self.geometry_mlp(f_g, z_p)
-    return GeometryResidual(offset=offset, log_scale=log_scale, rotation=self.tilt_mlp(f_g, z_p),
+    return GeometryResidual(offset=offset, log_scale=log_scale, rotation=self.tilt_mlp(self.tilt_grid(mu), z_p),
                             latent=latent)
 
   def skinning(self, mu_prime: jnp.ndarray, base_weights: jnp.ndarray | None = None) -> jnp.ndarray:

@@ -191,7 +191,7 @@ def test_table_from_config_default_is_the_papers_table_and_errors_are_clear():
 def _avatar_like_params():
   z = lambda *s: jnp.zeros(s)
   return {"fields": {"params": {"geometry_grid": {"table": z(2, 8, 2)}, "geometry_mlp": {"kernel": z(3, 4)},
-                                "tilt_mlp": {"kernel": z(3, 3)},
+                                "tilt_grid": {"table": z(2, 8, 2)}, "tilt_mlp": {"kernel": z(3, 3)},
                                 "pose_encoder": {"kernel": z(2, 2)}, "appearance_grid": {"table": z(2, 8, 2)},
                                 "appearance_mlp": {"kernel": z(4, 3)}, "semantic_mlp": {"kernel": z(4, 28)},
                                 "skinning_grid": {"table": z(2, 8, 2)}, "skinning_mlp": {"bias": z(24)}}},
@@ -205,6 +205,7 @@ def test_optimizer_groups_get_their_own_learning_rates():
   labels = optim.param_labels(params, c.optim.groups)
   assert labels["fields"]["params"]["geometry_mlp"]["kernel"] == "non_rigid"
   assert labels["fields"]["params"]["tilt_mlp"]["kernel"] == "tilt"
+  assert labels["fields"]["params"]["tilt_grid"]["table"] == "tilt"
   assert labels["fields"]["params"]["skinning_grid"]["table"] == "skinning"
   assert labels["surfels"]["means"] == "position" and labels["pose_refine"] == "pose_refine"
   tx = optim.make_optimizer(c.optim, params, total_steps=100)
