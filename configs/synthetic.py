@@ -41,6 +41,8 @@ def get_config():
   #   same, 450 steps                                               14.6       10.2     32.5
   #   same, 450 steps, non-rigid lr decaying 1e-3 -> 1e-4           13.8        9.0     32.4
   #   same, tilt in its own MLP, the normal losses update only it    13.6        8.9     32.4  (kept)
+  # (the rows above: the capture before wrinkles, data.synthetic.wrinkle_amplitude=0; with them, 450
+  # steps, depth alpha 100 and the tilt on its own grid: 14.7 deg, 9.0 mm, 32.3 dB)
   # Why: a splat's footprint spills past the surface it sits on (Gaussian tails of surfels near edge-on,
   # plus the screen-space filter): at init_scale 1.5 / 0.5 px the rendered silhouette of the true
   # geometry is 0.89 px too wide (bench/geometry_floor.py, "spill px"), and the mask and colour losses
