@@ -177,7 +177,8 @@ _SHOES = ("left_ankle", "right_ankle", "left_foot", "right_foot")
 
 
 def make_appearance(cfg: Any, rng: np.random.Generator) -> Appearance:
-  """The subject drawn from `rng`; the wrinkles from their own generator, so a capture without them is unchanged."""
+  """The subject drawn from `rng`; the wrinkles from a generator of their own, so that a capture
+  without them (wrinkle_amplitude 0) is the one made before they existed."""
   k = 6
   dirs = rng.normal(size=(k, 3))
   dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -202,6 +203,11 @@ def _wrinkles(cfg: Any, rng: np.random.Generator, k: int = 8) -> dict[str, Any]:
               wrinkle_phase=rng.uniform(0, 2 * np.pi, size=k), wrinkle_amplitude=float(cfg.wrinkle_amplitude))
 
 
+def _sines(canonical: np.ndarray, w: np.ndarray, phase: np.ndarray) -> np.ndarray:
+  """(N, K) sin(2 pi w_k . x + phase_k) of canonical points (N, 3), waves w (K, 3) in cycles per metre."""
+  return np.sin(2 * np.pi * canonical @ w.T + phase)
+
+
 def clothing_offset(app: Appearance, canonical: np.ndarray) -> np.ndarray:
   """(V,) displacement along the normal, metres, of canonical points (V, 3): clothing plus wrinkles.
 
@@ -210,10 +216,10 @@ def clothing_offset(app: Appearance, canonical: np.ndarray) -> np.ndarray:
   surface normal by ~10 deg RMS while moving the surface by less than a pixel, so they show in the
   normals (and faintly in the shading) far more than in masks or depth.
   """
-  s = np.sin(2 * np.pi * canonical @ app.clothing_w.T + app.clothing_phase).mean(axis=1)
-  clothing = app.amplitude * np.clip(0.5 + s, 0.0, 1.0)
+  clothing = app.amplitude * np.clip(0.5 + _sines(canonical, app.clothing_w, app.clothing_phase).mean(axis=1),
+                                     0.0, 1.0)
   k = len(app.wrinkle_phase)
-  wrinkles = np.sin(2 * np.pi * canonical @ app.wrinkle_w.T + app.wrinkle_phase).sum(axis=1) * np.sqrt(2.0 / k)
+  wrinkles = _sines(canonical, app.wrinkle_w, app.wrinkle_phase).sum(axis=1) * np.sqrt(2.0 / k)  # RMS 1
   return clothing + app.wrinkle_amplitude * wrinkles
 
 
@@ -226,7 +232,7 @@ def albedo(app: Appearance, canonical: np.ndarray, parts: np.ndarray, part_names
   region[np.isin(name, _SKIN)] = 2
   region[np.isin(name, _SHOES)] = 3
   base = app.palette[region]
-  detail = np.sin(2 * np.pi * canonical @ app.texture_w.T + app.texture_phase).mean(axis=1)
+  detail = _sines(canonical, app.texture_w, app.texture_phase).mean(axis=1)
   stripes = np.sin(2 * np.pi * app.stripe_frequency * canonical[:, 1])
   checks = np.sign(np.sin(2 * np.pi * app.stripe_frequency * canonical[:, 0]) *
                    np.sin(2 * np.pi * app.stripe_frequency * canonical[:, 1]))

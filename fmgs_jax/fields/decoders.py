@@ -125,13 +125,9 @@ class GeometryDecoder(nn.Module):
 class TiltDecoder(nn.Module):
   """(f_t, Z_p) -> delta_r, the surfel's tilt in its face frame, ||delta_r|| <= max_rotation, starts at 0.
 
-  Its own MLP on its own grid's features f_t, not a head on the geometry MLP's trunk (a documented
-  choice, see fields/model.py): the normal losses may update rotations only (selective isolation),
-  and blocking their gradient at the rotation quantity is not enough when rotation shares weights
-  with offset, scale and z_g, since every update of the shared trunk then moves positions and colours
-  too. With the tilt in its own parameter group (`tilt` in config.optim.groups,
-  `config.isolation.groups` of the normal losses) a normal-loss update changes rotations and
-  nothing else.
+  Its own MLP on its own grid's features f_t, not a head on the geometry MLP's trunk, so that the
+  normal losses, which may update only the `tilt` parameter group, change rotations and nothing
+  else (why, and why its own grid: fields/model.py).
 
   Attributes:
     hidden: hidden widths.

@@ -143,8 +143,8 @@ class Fields(nn.Module):
     """(N, 3) canonical centres, (D_p,) pose latent -> bounded residuals and z_g."""
     f_g = self.geometry_grid(mu)
     offset, log_scale, latent = self.geometry_mlp(f_g, z_p)
-    return GeometryResidual(offset=offset, log_scale=log_scale, rotation=self.tilt_mlp(self.tilt_grid(mu), z_p),
-                            latent=latent)
+    tilt = self.tilt_mlp(self.tilt_grid(mu), z_p)
+    return GeometryResidual(offset=offset, log_scale=log_scale, rotation=tilt, latent=latent)
 
   def skinning(self, mu_prime: jnp.ndarray, base_weights: jnp.ndarray | None = None) -> jnp.ndarray:
     """(N, 3) deformed canonical centres (and (N, J) template weights there) -> (N, J) LBS weights."""

@@ -124,8 +124,8 @@ def test_fields_container_tree_and_interleaved_apply():
   pose = jnp.zeros((24, 3))
   view = jnp.tile(jnp.array([[0.0, 0.0, 1.0]]), (n, 1))
   params = model.init(jax.random.PRNGKey(1), mu, pose, view)
-  assert set(params["params"]) == {"geometry_grid", "appearance_grid", "semantic_grid", "tilt_grid", "skinning_grid",
-                                   "pose_encoder", "geometry_mlp", "tilt_mlp", "appearance_mlp", "semantic_mlp",
+  assert set(params["params"]) == {"geometry_grid", "appearance_grid", "semantic_grid", "tilt_grid",
+                                   "skinning_grid", "pose_encoder", "geometry_mlp", "tilt_mlp", "appearance_mlp", "semantic_mlp",
                                    "skinning_mlp"}
   assert params["params"]["geometry_grid"]["table"].shape == (4, 2 ** 10, 2)
   out = model.apply(params, mu, pose, view)
