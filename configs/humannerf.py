@@ -13,4 +13,5 @@ def get_config():
   c.data.root = ""  # e.g. /data/my_video (holds images/, masks/, cameras.pkl, mesh_infos.pkl)
   c.data.frames.train = (0, -1, 1)
   c.data.frames.novel_pose = (0, 0, 1)  # none by default: hold out a range, e.g. (400, -1, 10)
+  c.eval.lpips_net = "vgg"  # scored like ZJU-MoCap (bbox protocol), with the backbone its papers report
   return c

@@ -28,4 +28,5 @@ def get_config(subject="male-3-casual"):
     for split, frames in FRAMES[subject].items():
       c.data.frames[split] = frames
   c.data.frames.novel_pose = c.data.frames.test  # novel poses = the held-out test frames (one camera)
+  c.eval.lpips_net = "alex"  # the LPIPS backbone PeopleSnapshot papers report
   return c

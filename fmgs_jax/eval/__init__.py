@@ -1,7 +1,7 @@
 """Evaluation: metrics, metrics.json reports, mesh and surfel exports, visual outputs."""
 
 from fmgs_jax.eval.export import export_mesh, export_surfels_ply, rotations_to_quaternions, surfel_surface
-from fmgs_jax.eval.perceptual import load_lpips_weights, lpips, lpips_distance
+from fmgs_jax.eval.perceptual import frame_lpips, load_lpips_weights, lpips_distance, lpips_params
 from fmgs_jax.eval.metrics import (
     chamfer_fscore,
     confusion_matrix,

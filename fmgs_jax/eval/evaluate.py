@@ -55,7 +55,7 @@ def frame_metrics(out, frame, config: Any, protocol: str, table, lpips_params) -
   m: dict[str, float | None] = dict(metrics.image_metrics(pred, gt, mask, protocol, config.eval.bbox_pad))
   if lpips_params is not None:
     from fmgs_jax.eval import perceptual  # pylint: disable=g-import-not-at-top
-    m["lpips"] = float(perceptual.lpips_distance(lpips_params, pred, gt))
+    m["lpips"] = perceptual.frame_lpips(lpips_params, pred, gt, mask, protocol, config.eval.bbox_pad)
   fg = mask > 0.5
   if frame.gt_normal is not None:
     m["normal_error_deg"] = metrics.normal_angular_error(np.asarray(out.normal), frame.gt_normal, fg)
@@ -121,10 +121,8 @@ def evaluate(config: Any, workdir: str) -> dict:
   root = loop.data_root(config, workdir)
   renders = os.path.join(workdir, "renders")
   protocol = metrics.protocol_for_dataset(config.data.name, config.eval.image_protocol)
-  lpips_params = None
-  if config.eval.lpips_weights:
-    from fmgs_jax.eval import perceptual  # pylint: disable=g-import-not-at-top
-    lpips_params = perceptual.load_lpips_weights(config.eval.lpips_weights)
+  from fmgs_jax.eval import perceptual  # pylint: disable=g-import-not-at-top
+  lpips_params = perceptual.lpips_params(config.eval.lpips_net, config.eval.lpips_weights)  # None: lpips null
   renderers = {}
 
   def render_one(frame):

