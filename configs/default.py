@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Body model (fmgs_jax/body) and template upsampling (fmgs_jax/geometry).
   c.body = ml_collections.ConfigDict()
   c.body.model_path = ""  # "" = built-in mannequin-x template; else an SMPL/SMPL-X .pkl/.npz the user has
+  c.body.convention = "smpl"  # body model the data's poses belong to (smpl | smplx): places the built-in template
   c.body.num_faces = 60000  # faces after subdivision (~30k vertices, the paper's density); one surfel per face
 
   # Surfels bound to faces (fmgs_jax/geometry/surfels.py): bounds of the learned residuals.

@@ -13,7 +13,9 @@ forward), rest pose = SMPL's zero pose (T-pose).
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -189,3 +191,25 @@ def load_body_model(path: str | Path) -> BodyModel:
   return BodyModel(v_template=v_template, faces=faces.astype(np.int32), weights=weights, shapedirs=shapedirs,
                    posedirs=posedirs, parents=parents, J_regressor=regressor, part_ids=part_ids,
                    part_names=part_names, joint_names=joint_names)
+
+
+def save_body_model(model: BodyModel, path: str | Path, **extra) -> Path:
+  """Writes `model` as an SMPL-format .npz that `load_body_model` reads back (atomically).
+
+  Args:
+    model: the body model.
+    path: destination .npz.
+    **extra: further arrays stored beside the model's (e.g. the fit's report).
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  parents = np.asarray(model.parents, np.int64)
+  with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
+    np.savez(f, v_template=np.asarray(model.v_template, np.float32), f=np.asarray(model.faces, np.int32),
+             weights=np.asarray(model.weights, np.float32), shapedirs=np.asarray(model.shapedirs, np.float32),
+             posedirs=np.asarray(model.posedirs, np.float32),
+             kintree_table=np.stack([parents, np.arange(parents.size)]),
+             J_regressor=np.asarray(model.J_regressor, np.float32), part_ids=np.asarray(model.part_ids),
+             part_names=np.asarray(model.part_names), **extra)
+  os.replace(f.name, path)
+  return path
