@@ -52,11 +52,38 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synthetic.wrinkle_amplitude = 0.004  # metres, RMS of the zero-mean fine displacement (0: none)
   c.data.synthetic.wrinkle_frequency = 8.0  # cycles per metre of the wrinkles (normal detail, ~10 deg RMS)
   c.data.synthetic.texture_frequency = 40.0  # cycles per metre of the finest texture detail
+  c.data.synthetic.convention = "smpl"  # body model the stored poses belong to (smplx + no perturbation = the template)
+  c.data.synthetic.bone_factor_range = 0.12  # subject's bone lengths = template's x U(1 -+ this), per left/right pair
+  c.data.synthetic.root_offset = 0.12  # metres, the subject's root moved up to this far from the template's
+  c.data.synthetic.keypoint_noise_px = 1.5  # std of the 2D joint "detections" (pixels), like a good detector
+  c.data.synthetic.keypoint_drop = 0.1  # fraction of joints the "detector" misses (confidence 0)
   c.data.synthetic.shading = 0.3  # 0 = flat albedo; else albedo * (1 - s + s * |n . view|)
   c.data.synthetic.supersample = 2  # rays per pixel side for the colour image (anti-aliasing)
   c.data.synthetic.background = (0.0, 0.0, 0.0)  # RGB of the background
 
   # Body model (fmgs_jax/body) and template upsampling (fmgs_jax/geometry).
+  # Subject fit (fmgs_jax/fit): the template's shape, bone lengths and offset fitted to the training
+  # masks and 2D joints before training; cached in WORKDIR/fit/ and used by train, eval and render.
+  c.fit = ml_collections.ConfigDict()
+  c.fit.enabled = ml_collections.config_dict.placeholder(bool)  # None = on for the built-in template, off for a user SMPL file
+  c.fit.num_frames = 12  # training frames looked at, spread over the sequence
+  c.fit.steps = 150  # Adam steps (the silhouette IoU stops improving by ~120 on the synthetic capture)
+  c.fit.offset_steps = 40  # first steps move only the global offset (coarse to fine)
+  c.fit.batch_size = 4  # frames per step
+  c.fit.num_faces = 3000  # faces of the fitted mesh (silhouettes need the outline, not the detail)
+  c.fit.max_size = 128  # longest image side the masks are fitted at, pixels
+  c.fit.tile_capacity = 256  # surfels kept per 8-pixel tile when rendering the silhouettes
+  c.fit.silhouette_weight = 1.0  # mean squared (alpha - mask)
+  c.fit.keypoint_weight = 0.05  # robust 2D joint term (Geman-McClure), where the dataset has joints
+  c.fit.keypoint_sigma_px = 4.0  # pixels at which a joint's error stops counting fully (detector outliers)
+  c.fit.factor_weight = 1e-3  # pull of log bone factors to 0 (the template's proportions)
+  c.fit.symmetry_weight = 1e-3  # pull of left and right bone factors together
+  c.fit.shape_weight = 1e-4  # pull of the shape coefficients to the mean shape
+  c.fit.max_stretch = 2.0  # bone factors stay in [1/2, 2]: SMPL's head / collar bones differ ~2x from the template's
+  c.fit.lr = ml_collections.ConfigDict({"betas": 0.02, "factors": 0.01, "offset": 0.003})  # Adam steps per group
+  c.fit.seed = 0  # which frames each step looks at
+  c.fit.min_iou = 0.7  # a training frame's fitted silhouette IoU below this is reported as a warning
+
   c.body = ml_collections.ConfigDict()
   c.body.model_path = ""  # "" = built-in mannequin-x template; else an SMPL/SMPL-X .pkl/.npz the user has
   c.body.convention = "smpl"  # body model the data's poses belong to (smpl | smplx): places the built-in template

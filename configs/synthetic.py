@@ -21,6 +21,7 @@ from configs import default  # pylint: disable=g-import-not-at-top
 def get_config():
   c = default.get_config()
   c.data.name = "synthetic"
+  c.body.convention = c.data.synthetic.get_ref("convention")  # the template in the frame the capture's poses use
   c.data.synthetic.height = 128
   c.data.synthetic.width = 128
   c.data.synthetic.focal = 210.0  # the same field of view as 256 px at 420

@@ -64,6 +64,8 @@ class Avatar:
     num_classes: semantic classes.
     primitive: "2dgs" (surfels, two scales) or "3dgs" (3D Gaussians, three scales).
     mesh_guided: surfels bound to the posed mesh's faces (True) or free Gaussians (False).
+    betas: (S,) float32 the subject's shape in `body`'s shape space, used for every frame (a dataset's
+      per-frame betas belong to its own body model, not necessarily this one; see fit/stage.py).
   """
   body: Any
   template: template_lib.Template
@@ -74,6 +76,7 @@ class Avatar:
   num_classes: int
   primitive: str = "2dgs"
   mesh_guided: bool = True
+  betas: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
 
   @property
   def num_surfels(self) -> int:
@@ -90,7 +93,7 @@ def build(config: Any, body_model: Any, betas: np.ndarray, num_frames: int) -> A
   return Avatar(body=body_model, template=tmpl, fields=fields, init_scale=float(config.surfels.init_scale),
                 init_opacity=float(config.surfels.init_opacity), num_frames=int(num_frames),
                 num_classes=int(config.model.num_classes), primitive=str(config.model.primitive),
-                mesh_guided=bool(config.model.mesh_guided))
+                mesh_guided=bool(config.model.mesh_guided), betas=np.asarray(betas, np.float32))
 
 
 def init_params(avatar: Avatar, key: jax.Array) -> dict:
@@ -197,6 +200,8 @@ def frame_quantities(avatar: Avatar, params: dict, betas, pose, transl, frame_in
 
 
 def quantities(avatar: Avatar, params: dict, batch) -> dict[str, jnp.ndarray]:
-  """`frame_quantities` for a batch (leading B axis on every field of `batch`, a train.step.Batch)."""
-  fn = lambda b, p, tr, i, w: frame_quantities(avatar, params, b, p, tr, i, w)
-  return jax.vmap(fn)(batch.betas, batch.pose, batch.transl, batch.frame_index, batch.world_to_camera)
+  """`frame_quantities` for a batch (leading B axis on every field of `batch`, a train.step.Batch), with
+  the avatar's own shape (`Avatar.betas`; the batch's betas are the dataset's)."""
+  betas = jnp.asarray(avatar.betas)
+  fn = lambda p, tr, i, w: frame_quantities(avatar, params, betas, p, tr, i, w)
+  return jax.vmap(fn)(batch.pose, batch.transl, batch.frame_index, batch.world_to_camera)

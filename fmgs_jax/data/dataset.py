@@ -42,6 +42,8 @@ class FrameRecord:
     camera_source: names the file (and entry) the camera was read from, for messages.
     gt_depth_path, gt_normal_path, gt_parts_path: optional .npy ground truth
       at the image file's resolution (see `Frame`).
+    keypoints: optional (24, 3) detected 2D joints in SMPL order, (x, y, confidence), image-file
+      pixels in the OpenCV convention; confidence 0 = not detected.
   """
   image_path: str
   mask_path: str
@@ -59,6 +61,7 @@ class FrameRecord:
   gt_depth_path: Optional[str] = None
   gt_normal_path: Optional[str] = None
   gt_parts_path: Optional[str] = None
+  keypoints: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +164,18 @@ class Dataset:
     K = cameras.opencv_to_pixel_centre_intrinsics(r.K, self._shift)
     K = cameras.scale_intrinsics(K, self.meta.width / w0, self.meta.height / h0)
     return K.astype(np.float32), np.asarray(r.world_to_camera, np.float32)
+
+  def keypoints(self, i: int) -> Optional[np.ndarray]:
+    """(24, 3) float32 detected joints of sample i, (x, y, confidence) in this dataset's pixels
+    (fmgs-jax convention: pixel centres at integer + 0.5, after `image_scale`), or None."""
+    kp = self.records[i].keypoints
+    if kp is None:
+      return None
+    h0, w0 = self._file_sizes[i]
+    kp = np.asarray(kp, np.float32).copy()
+    scale = np.array([self.meta.width / w0, self.meta.height / h0], np.float32)
+    kp[:, :2] = (kp[:, :2] + self._shift) * scale
+    return kp
 
   def _resize(self, a: np.ndarray, interpolation: int) -> np.ndarray:
     if a.shape[:2] == (self.meta.height, self.meta.width):

@@ -69,29 +69,73 @@ class Body:
     part_names: names of the part ids.
     num_betas: number of shape coefficients.
     pose: (betas (S,), pose (24, 3), transl (3,)) -> (V, 3) posed vertices, metres.
+    joints: (betas, pose, transl) -> (24, 3) posed joints, metres (None: no keypoints).
+    truth: what the capture records about its subject in meta.json ("subject"), JSON-ready.
   """
   faces: np.ndarray
   vertex_parts: np.ndarray
   part_names: tuple[str, ...]
   num_betas: int
   pose: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+  joints: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = None
+  truth: Optional[dict] = None
 
 
-def builtin_body() -> Body:
-  """The built-in template through `fmgs_jax.body` (the one upward import of the data layer)."""
+def _pair_factors(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+  """(24,) bone-length factors in [low, high], the same on a left/right pair (bodies are near symmetric)."""
+  f = rng.uniform(low, high, size=24)
+  for j, name in enumerate(SMPL_JOINT_NAMES):
+    if name.startswith("right_"):
+      f[j] = f[SMPL_JOINT_NAMES.index("left_" + name[len("right_"):])]
+  f[0] = 1.0
+  return f
+
+
+def builtin_body(cfg: Any = None, betas: Optional[np.ndarray] = None) -> Body:
+  """The capture's subject, through `fmgs_jax.body` (the one upward import of the data layer).
+
+  The built-in template placed in `cfg.convention`'s frame (fmgs_jax/body/convention.py), shaped by
+  `betas`, then made into a subject who is not the template: its own skeleton (each bone's length
+  times a factor within +-`bone_factor_range`, the same on a left/right pair; the root moved by
+  `root_offset` x U(0.5, 1) metres in a random direction relative to the mesh, as SMPL's pelvis sits
+  elsewhere in the body than another model's; the mesh retargeted onto the bones),
+  shape baked in. Poses are then stored for that skeleton, as a real dataset stores SMPL poses for its
+  subject's. With cfg None, or convention smplx and both perturbations 0, the subject is the template
+  itself, posed with `betas` (the capture made before subjects existed).
+  """
   from fmgs_jax import body  # pylint: disable=g-import-not-at-top
   model = body.builtin_body_model()
   weights = np.asarray(model.weights)
   # Part ids are the joints in SMPL order (the body contract), named as the texture expects.
   names = SMPL_JOINT_NAMES if weights.shape[1] == 24 else tuple(f"joint_{j}" for j in range(weights.shape[1]))
+  common = dict(faces=np.asarray(model.faces, np.int64), vertex_parts=np.argmax(weights, axis=1),
+                part_names=names, num_betas=int(np.asarray(model.shapedirs).shape[-1]))
+  perturbed = cfg is not None and (cfg.convention != "smplx" or cfg.bone_factor_range > 0 or cfg.root_offset > 0)
+  truth = None
+  if perturbed:
+    placed = body.place_template(model, cfg.convention)
+    betas = np.zeros(common["num_betas"]) if betas is None else np.asarray(betas)
+    shaped = np.asarray(body.rest_vertices(placed, np.asarray(betas, np.float32)), np.float64)
+    baked = placed.replace(v_template=shaped.astype(np.float32),
+                           shapedirs=np.zeros((shaped.shape[0], 3, 0), np.float32))
+    joints = body.rest_joints(baked)
+    rng = np.random.default_rng([int(cfg.seed), 2])  # its own stream: the other draws stay as they were
+    r = float(cfg.bone_factor_range)
+    factors = _pair_factors(rng, 1.0 - r, 1.0 + r)
+    direction = rng.normal(size=3)
+    offset = float(cfg.root_offset) * rng.uniform(0.5, 1.0) * direction / np.linalg.norm(direction)
+    targets = body.bone_targets(joints, np.asarray(placed.parents), factors, joints[0] + offset)
+    model = body.retarget(baked, targets, root_shift=offset)
+    truth = dict(convention=cfg.convention, rest_joints=np.asarray(targets).tolist(),
+                 bone_factors=factors.tolist(), root_offset=offset.tolist(),
+                 template_rest_joints=body.rest_joints(placed).tolist())
 
-  def pose(betas, theta, transl):
-    out = body.forward(model, betas=np.asarray(betas, np.float32), pose=np.asarray(theta, np.float32),
-                       transl=np.asarray(transl, np.float32))
-    return np.asarray(out.vertices, np.float64)
+  def run(b, theta, transl):
+    return body.forward(model, betas=np.zeros(0, np.float32) if perturbed else np.asarray(b, np.float32),
+                        pose=np.asarray(theta, np.float32), transl=np.asarray(transl, np.float32))
 
-  return Body(faces=np.asarray(model.faces, np.int64), vertex_parts=np.argmax(weights, axis=1),
-              part_names=names, num_betas=int(np.asarray(model.shapedirs).shape[-1]), pose=pose)
+  return Body(pose=lambda b, t, x: np.asarray(run(b, t, x).vertices, np.float64),
+              joints=lambda b, t, x: np.asarray(run(b, t, x).joints, np.float64), truth=truth, **common)
 
 
 # ----------------------------------------------------------------------------- motions
@@ -386,13 +430,14 @@ def generate(cfg: Any, root: str, body: Optional[Body] = None) -> float:
   Args:
     cfg: `c.data.synthetic`.
     root: DATA_ROOT.
-    body: the body model; default `builtin_body()`.
+    body: the body model; default `builtin_body(cfg, betas)`, the subject of the drawn shape.
   """
   start = time.time()
-  body = body or builtin_body()
   rng = np.random.default_rng(cfg.seed)
-  betas = np.clip(rng.normal(size=body.num_betas) * cfg.shape_std, -2.0 * max(cfg.shape_std, 1e-9),
+  num_betas = (body or builtin_body()).num_betas
+  betas = np.clip(rng.normal(size=num_betas) * cfg.shape_std, -2.0 * max(cfg.shape_std, 1e-9),
                   2.0 * max(cfg.shape_std, 1e-9))
+  body = body or builtin_body(cfg, betas)
   app = make_appearance(cfg, rng)
   if cfg.motion == "turntable":
     train_poses = turntable_motion(cfg.num_train_frames, rng)
@@ -434,6 +479,7 @@ def generate(cfg: Any, root: str, body: Optional[Body] = None) -> float:
   tmp = out + f".tmp{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
   meshes = {}
+  detect_rng = np.random.default_rng([int(cfg.seed), 3])
   with tqdm.tqdm(total=sum(len(j) for j in jobs.values()), desc="synthetic capture", unit="frame") as bar:
     for split, split_jobs in jobs.items():
       renders, gt = [], {}
@@ -447,14 +493,45 @@ def generate(cfg: Any, root: str, body: Optional[Body] = None) -> float:
       _write_split(os.path.join(tmp, split), renders, [K] * len(split_jobs), [j[3] for j in split_jobs],
                    [j[2] for j in split_jobs], betas, [j[0] for j in split_jobs],
                    [j[1] for j in split_jobs], faces, gt)
+      if body.joints is not None:
+        kp = [detections(body.joints(betas, theta, np.zeros(3)), K, E, detect_rng, cfg.keypoint_noise_px,
+                         cfg.keypoint_drop) for _, _, theta, E in split_jobs]
+        np.savez(os.path.join(tmp, split, "keypoints.npz"), keypoints=np.stack(kp).astype(np.float32),
+                 frame_ids=np.asarray([j[0] for j in split_jobs], np.int32))
+  meta = {"part_names": list(body.part_names), "betas": betas.tolist()}
+  if body.truth is not None:
+    meta["subject"] = body.truth
   with open(os.path.join(tmp, "meta.json"), "w") as f:
-    json.dump({"part_names": list(body.part_names), "betas": betas.tolist()}, f)
+    json.dump(meta, f)
   # generation.json last: its presence marks a complete capture.
   with open(os.path.join(tmp, "generation.json"), "w") as f:
     json.dump(_config_dict(cfg), f, indent=1)
   shutil.rmtree(out, ignore_errors=True)
   os.replace(tmp, out)
   return time.time() - start
+
+
+def detections(joints: np.ndarray, K: np.ndarray, E: np.ndarray, rng: np.random.Generator, noise_px: float,
+               drop: float) -> np.ndarray:
+  """(24, 3) 2D keypoints of world joints (24, 3) as a detector reports them: (x, y, confidence).
+
+  Pixel coordinates in the files' OpenCV convention (integer pixel centres), Gaussian noise of
+  `noise_px` pixels, a fraction `drop` missed (confidence 0, position 0), the rest confidence 1.
+  """
+  cam = joints @ E[:3, :3].T + E[:3, 3]
+  uv = cam @ K.T
+  xy = uv[:, :2] / uv[:, 2:3] - 0.5 + rng.normal(size=(len(joints), 2)) * noise_px
+  conf = (rng.uniform(size=len(joints)) >= drop).astype(np.float64)
+  return np.concatenate([xy * conf[:, None], conf[:, None]], axis=1)
+
+
+def subject_truth(root: str) -> Optional[dict]:
+  """The capture's subject as meta.json records it (rest joints, bone factors, root offset), or None."""
+  path = os.path.join(capture_dir(root), "meta.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("subject")
 
 
 def _gt_mesh_fn(folder: str):
@@ -482,5 +559,10 @@ def load(data_config: Any, split: str, root: str, body: Optional[Body] = None) -
   problems = validation.Problems(dataset=folder)
   records = people_snapshot.read_folder(folder, split, data_config.frames[split], f"data.frames.{split}",
                                         data_config, problems)
+  kp_path = os.path.join(folder, "keypoints.npz")
+  if os.path.isfile(kp_path):
+    with np.load(kp_path) as z:
+      table = dict(zip(z["frame_ids"].tolist(), z["keypoints"]))
+    records = [dataclasses.replace(r, keypoints=table.get(r.frame_index)) for r in records]
   return dataset_lib.make_dataset("synthetic", split, folder, records, data_config, problems,
                                   part_names=part_names, gt_mesh_fn=_gt_mesh_fn(folder))

@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from fmgs_jax import body as body_lib
 from fmgs_jax.data import cameras as cameras_lib
 from fmgs_jax.data import load_dataset
 from fmgs_jax.eval import visualize
@@ -531,7 +532,7 @@ def render_poses(config: Any, workdir: str) -> str:
   if os.path.isfile(out_path) and not out_path.lower().endswith(".mp4"):
     raise ValueError(f"config render.output: {out_path} is a file but not .mp4; give an .mp4 path or a folder")
   seq = load_sequence(config, workdir)
-  num_joints = int(loop.load_body(config).weights.shape[1])
+  num_joints = int(body_lib.model_from_config(config.body).weights.shape[1])
   if num_joints != NUM_JOINTS:
     raise ValueError(f"config body.model_path: the body model has {num_joints} joints; pose sequences are "
                      f"SMPL ({NUM_JOINTS} joints)")
@@ -542,11 +543,10 @@ def render_poses(config: Any, workdir: str) -> str:
   width, height = seq.size or (train_ds.meta.width, train_ds.meta.height)
 
   av, params, info = loop.restore_params(config, workdir)
-  betas = np.asarray(rec.betas, np.float32)
+  betas = np.asarray(av.betas, np.float32)
 
   @jax.jit
   def roots(pose, transl):
-    from fmgs_jax import body as body_lib  # pylint: disable=g-import-not-at-top
     fn = lambda p, t: body_lib.forward(av.body, betas=betas, pose=p, transl=t).joints[0]
     return jax.vmap(fn)(pose, transl)
 

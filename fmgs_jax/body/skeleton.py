@@ -97,14 +97,20 @@ def exact_regressor(regressor: np.ndarray, vertices: np.ndarray, targets: np.nda
   return r
 
 
-def retarget(model: BodyModel, targets: np.ndarray) -> BodyModel:
-  """The model with its rest mesh moved so that its (mean-shape) rest joints are `targets` (J, 3)."""
+def retarget(model: BodyModel, targets: np.ndarray, root_shift=None) -> BodyModel:
+  """The model with its rest mesh moved so that its (mean-shape) rest joints are `targets` (J, 3).
+
+  `root_shift` (3,): the skeleton sits that much off the mesh: the mesh is moved onto
+  targets - root_shift, the joints are `targets` (a root placed elsewhere in the body, as SMPL's pelvis
+  sits elsewhere than another model's; unlike a translation of everything, posing shows it).
+  """
   targets = np.asarray(targets, np.float64)
   if targets.shape != (model.num_joints, 3) or not np.all(np.isfinite(targets)):
     raise ValueError(f"retarget: target joints must be a finite ({model.num_joints}, 3) array, got "
                      f"shape {targets.shape}")
   v = np.asarray(model.v_template, np.float64)
   joints = np.asarray(model.J_regressor, np.float64) @ v
-  new = retarget_vertices(v, np.asarray(bone_operator(model), np.float64), joints, targets)
+  shift = np.zeros(3) if root_shift is None else np.asarray(root_shift, np.float64)
+  new = retarget_vertices(v, np.asarray(bone_operator(model), np.float64), joints, targets - shift)
   return model.replace(v_template=np.asarray(new, np.float32),
                        J_regressor=exact_regressor(model.J_regressor, new, targets).astype(np.float32))
