@@ -59,8 +59,8 @@ def main(argv):
   loop.load_training_frames(c, workdir)  # makes the capture when missing
   root = loop.data_root(c, workdir)
   ds = load_dataset(c.data, "novel_view", default_root=root)
-  template = loop.build_avatar(c, [ds[0]]).template
-  body = loop.load_body(c)
+  av = loop.build_avatar(c, [ds[0]], workdir)
+  template, body = av.template, av.body
 
   def surfel_render(vertices, faces, frame):
     """The avatar's placement with zero residuals, rendered by the training step's renderer call."""
@@ -83,7 +83,7 @@ def main(argv):
     gt_pts = metrics.sample_surface(np.asarray(gt.vertices), np.asarray(gt.faces), c.eval.chamfer_samples, seed=1)
     resampled = subdivide.resample(np.asarray(gt.vertices, np.float32), np.asarray(gt.faces, np.int32),
                                    c.body.num_faces)
-    posed = body_lib.forward(body, betas=jnp.asarray(frame.betas, jnp.float32), pose=jnp.asarray(frame.pose, jnp.float32),
+    posed = body_lib.forward(body, betas=jnp.asarray(av.betas, jnp.float32), pose=jnp.asarray(frame.pose, jnp.float32),
                              transl=jnp.asarray(frame.transl, jnp.float32))
     tmpl_v = np.asarray(body_lib.skin_points(jnp.asarray(template.vertices), jnp.asarray(template.weights),
                                              posed.transforms))

@@ -59,7 +59,7 @@ def main(argv):
 
   config = _CONFIG.value
   _, frames = loop.load_training_frames(config, _WORKDIR.value)
-  av = loop.build_avatar(config, frames)
+  av = loop.build_avatar(config, frames, _WORKDIR.value)
   h, w = frames[0].mask.shape
   params = avatar_lib.init_params(av, jax.random.key(0))
   batch = step_lib.batch_from_frames(stack_frames(frames[:config.train.batch_size]))

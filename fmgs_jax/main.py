@@ -13,11 +13,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-MODES = ("train", "eval", "render", "priors")
+MODES = ("train", "eval", "render", "priors", "fit")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, metrics.json, renders/.")
-_MODE = flags.DEFINE_enum("mode", "train", MODES, "train (then evaluate) | eval | render | priors.")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "train (runs the subject fit first where needed, then evaluates) | eval | render | priors | fit (template -> subject).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -71,6 +71,9 @@ def main(argv):
   elif mode == "render":
     from fmgs_jax.eval import animate  # pylint: disable=g-import-not-at-top
     animate.render_poses(config, workdir)
+  elif mode == "fit":
+    from fmgs_jax.fit import stage  # pylint: disable=g-import-not-at-top
+    stage.run_fit(config, workdir, force=True)
   elif mode == "priors":
     from fmgs_jax.priors import extract  # pylint: disable=g-import-not-at-top
     extract.extract_priors(config, workdir)

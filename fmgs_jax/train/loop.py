@@ -23,8 +23,8 @@ import numpy as np
 import tqdm
 
 from fmgs_jax import avatar as avatar_lib
-from fmgs_jax import body as body_lib
 from fmgs_jax.data import Frame, load_dataset, stack_frames
+from fmgs_jax.fit import stage as fit_stage
 from fmgs_jax.train import checkpoint
 from fmgs_jax.train import losses
 from fmgs_jax.train import optim
@@ -35,14 +35,7 @@ from fmgs_jax.train import step as step_lib
 TRAIN_INFO = "train_info.json"
 
 
-def data_root(config: Any, workdir: str) -> str:
-  """The dataset folder: config.data.root, else WORKDIR/data (where the synthetic capture is made)."""
-  return config.data.root or os.path.join(workdir, "data")
-
-
-def load_body(config: Any):
-  """The configured body model: an SMPL-family file, or the built-in template."""
-  return body_lib.load_body_model(config.body.model_path) if config.body.model_path else body_lib.builtin_body_model()
+data_root = fit_stage.data_root
 
 
 def load_training_frames(config: Any, workdir: str) -> tuple[Any, list[Frame]]:
@@ -72,10 +65,12 @@ def load_training_frames(config: Any, workdir: str) -> tuple[Any, list[Frame]]:
   return ds, out
 
 
-def build_avatar(config: Any, frames: list[Frame]):
-  """The avatar for the subject of `frames` (shape from the first frame)."""
+def build_avatar(config: Any, frames: list[Frame], workdir: str):
+  """The avatar for the subject of `frames`: the fitted body of WORKDIR/fit when the fit is on, else the
+  configured model (fit/stage.py `subject_body`)."""
   num = len(frames) if config.train.pose_refine else 0
-  return avatar_lib.build(config, load_body(config), np.asarray(frames[0].betas), num)
+  model, betas = fit_stage.subject_body(config, workdir, np.asarray(frames[0].betas))
+  return avatar_lib.build(config, model, betas, num)
 
 
 def make_render_fn(avatar, config: Any, width: int, height: int):
@@ -123,7 +118,11 @@ def train(config: Any, workdir: str) -> dict:
   ds, frames = _load_in_turn(config, workdir)
   weights = losses.active_weights(config.loss)
   step_lib.check_priors(weights, stack_frames(frames[:1]))
-  av = build_avatar(config, frames)
+  if fit_stage.enabled(config):  # the subject fit, where its result is missing or outdated
+    if main:
+      fit_stage.run_fit(config, workdir)
+    parallel.barrier("subject fit")
+  av = build_avatar(config, frames, workdir)
   height, width = frames[0].mask.shape
   logging.info("avatar: %d surfels, %d training frames of %dx%d; global batch %d over %d devices, %d processes",
                av.num_surfels, len(frames), width, height, batch_size, mesh.devices.size, jax.process_count())
@@ -205,6 +204,9 @@ def train(config: Any, workdir: str) -> dict:
   if mngr.latest_step() != step:
     save(step)
   info = {"train_steps": int(step), "train_seconds": float(elapsed), "skipped_steps": int(state.skipped)}
+  fit_report = fit_stage.load_report(workdir) if fit_stage.enabled(config) else None
+  if fit_report is not None:
+    info["subject_fit"] = {k: v for k, v in fit_report.items() if "per_frame" not in k and k != "key"}
   if main:
     with open(os.path.join(workdir, TRAIN_INFO), "w") as f:
       json.dump(info, f, indent=2)
@@ -219,7 +221,7 @@ def restore_params(config: Any, workdir: str, frames: list[Frame] | None = None)
   """
   if frames is None:
     _, frames = load_training_frames(config, workdir)
-  av = build_avatar(config, frames)
+  av = build_avatar(config, frames, workdir)
   params = avatar_lib.init_params(av, jax.random.key(config.seed))
   optimizer = optim.make_optimizer(config.optim, params, int(config.train.steps))
   template = {"state": step_lib.init_state(params, optimizer, config.seed), "elapsed": np.float64(0.0)}

@@ -33,6 +33,7 @@ def tiny_config(data_root: str, num_devices: int = 0):
   +-lr differences), so sharded vs single-device differences show as round-off."""
   from configs import synthetic  # pylint: disable=g-import-not-at-top
   c = synthetic.get_config()
+  c.fit.enabled = False  # the subject fit has its own tests (tests/fit)
   s = c.data.synthetic
   s.height, s.width, s.focal = 32, 32, 55.0
   s.num_train_frames, s.num_novel_pose_frames, s.num_novel_view_cameras, s.num_novel_view_frames = 4, 1, 1, 1

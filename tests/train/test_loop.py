@@ -14,6 +14,7 @@ from fmgs_jax.train import step as step_lib
 
 def tiny_config(steps=6):
   c = synthetic.get_config()
+  c.fit.enabled = False  # the subject fit has its own tests (tests/fit)
   s = c.data.synthetic
   s.height, s.width, s.focal = 48, 48, 80.0
   s.num_train_frames, s.num_novel_pose_frames, s.num_novel_view_cameras, s.num_novel_view_frames = 4, 2, 1, 1
@@ -71,7 +72,7 @@ def _tiny_step(workdir, data_root, only_losses=()):
       if name not in only_losses:
         c.loss[name].weight = 0.0
   _, frames = loop.load_training_frames(c, workdir)
-  av = loop.build_avatar(c, frames)
+  av = loop.build_avatar(c, frames, str(tmp_path))
   from fmgs_jax import avatar as avatar_lib  # pylint: disable=g-import-not-at-top
   from fmgs_jax.data import stack_frames  # pylint: disable=g-import-not-at-top
   from fmgs_jax.train import optim  # pylint: disable=g-import-not-at-top
