@@ -72,7 +72,7 @@ def _tiny_step(workdir, data_root, only_losses=()):
       if name not in only_losses:
         c.loss[name].weight = 0.0
   _, frames = loop.load_training_frames(c, workdir)
-  av = loop.build_avatar(c, frames, str(tmp_path))
+  av = loop.build_avatar(c, frames, workdir)
   from fmgs_jax import avatar as avatar_lib  # pylint: disable=g-import-not-at-top
   from fmgs_jax.data import stack_frames  # pylint: disable=g-import-not-at-top
   from fmgs_jax.train import optim  # pylint: disable=g-import-not-at-top
