@@ -130,12 +130,21 @@ class Viewer:
   state: dict
   loops: dict
   frames_drawn: list
+  threads: list
 
   def stop(self) -> None:
+    """Stops the server and joins every thread the viewer started (a render in flight finishes first:
+    a thread left inside XLA at interpreter exit aborts the process)."""
     self.state["stopped"] = True
-    for loop in list(self.loops.values()):
-      loop.stop()
     self.server.stop()
+    loops = list(self.loops.values())
+    self.loops.clear()
+    for loop in loops:
+      loop.stop()
+    for t in self.threads:
+      if isinstance(t, _ClientLoop):
+        t.stop()
+      t.join(timeout=120)
 
 
 def start_viewer(config: Any, workdir: str, verbose: bool = True) -> Viewer:
@@ -172,6 +181,7 @@ def start_viewer(config: Any, workdir: str, verbose: bool = True) -> Viewer:
   gui = server.gui
   state = {"stopped": False, "playing": False}
   loops: dict[int, _ClientLoop] = {}
+  threads: list[threading.Thread] = []  # every thread started here, for Viewer.stop to join
   frames_drawn: list = []  # (client id, width, height, seconds) per frame sent, newest last
 
   quantity = gui.add_dropdown("Quantity", render_lib.QUANTITIES, initial_value="colour")
@@ -227,6 +237,8 @@ def start_viewer(config: Any, workdir: str, verbose: bool = True) -> Viewer:
 
   @server.on_client_connect
   def _(client) -> None:
+    if state["stopped"]:
+      return
     with client.atomic():
       client.camera.fov = float(start["fov"])
       client.camera.up_direction = tuple(float(x) for x in start["up"])
@@ -234,6 +246,7 @@ def start_viewer(config: Any, workdir: str, verbose: bool = True) -> Viewer:
       client.camera.look_at = tuple(float(x) for x in root_joint)
     loop_ = _ClientLoop(lambda full: draw(client, full), v.settle_seconds)
     loops[client.client_id] = loop_
+    threads.append(loop_)  # joined by Viewer.stop, also after the tab has closed
     loop_.start()
     client.camera.on_update(lambda _: loop_.request(moving=True))
 
@@ -261,11 +274,14 @@ def start_viewer(config: Any, workdir: str, verbose: bool = True) -> Viewer:
         anim_frame.value = (int(anim_frame.value) + 1) % len(sequence)
       time.sleep(1.0 / float(v.fps))
 
-  threading.Thread(target=player, daemon=True).start()
+  player_thread = threading.Thread(target=player, daemon=True)
+  threads.append(player_thread)
+  player_thread.start()
   host = "localhost" if v.host in ("127.0.0.1", "0.0.0.0", "::", "") else v.host
   url = f"http://{host}:{server.get_port()}"
   return Viewer(server=server, url=url, render=render, params=params, train_poses=train_poses,
-                sequence=sequence, state=state, loops=loops, frames_drawn=frames_drawn)
+                sequence=sequence, state=state, loops=loops, frames_drawn=frames_drawn,
+                threads=threads)
 
 
 def view(config: Any, workdir: str) -> None:
