@@ -11,7 +11,22 @@ from scipy.spatial.transform import Rotation
 
 from fmgs_jax.view import camera as camera_lib
 
-pytest.importorskip("viser", reason="the viewer needs the `view` extra: pip install -e \".[view]\"")
+def test_missing_extra_is_named(monkeypatch):
+  import sys
+  from fmgs_jax.view import server
+  monkeypatch.setitem(sys.modules, "viser", None)  # as if not installed
+  with pytest.raises(ImportError, match=r'pip install -e "\.\[view\]"'):
+    server.import_viser()
+
+
+def test_bad_view_config_names_the_field():
+  from configs import default
+  from fmgs_jax.view import server
+  c = default.get_config()
+  server.check_view_config(c.view)
+  c.view.port = 70000
+  with pytest.raises(ValueError, match="view.port"):
+    server.check_view_config(c.view)
 
 
 def test_viser_camera_closed_form():
@@ -55,6 +70,7 @@ def _viser_view_of_training_camera(K, w2c, height):
 
 
 def test_render_callback_equals_rasterize(tiny_run):
+  import jax
   import jax.numpy as jnp
   from fmgs_jax import avatar as avatar_lib
   from fmgs_jax.data import load_dataset
@@ -78,8 +94,9 @@ def test_render_callback_equals_rasterize(tiny_run):
 
   # Directly: the avatar posed for training frame 1 and rasterized into the dataset's own camera.
   r = ds.records[1]
-  fq = avatar_lib.frame_quantities(av, params, jnp.asarray(r.betas), jnp.asarray(r.pose).reshape(24, 3),
-                                   jnp.asarray(r.transl), jnp.int32(1), jnp.asarray(w2c))
+  posed = jax.jit(lambda p, *a: avatar_lib.frame_quantities(av, p, *a))  # eager dispatch is slow on CPU
+  fq = posed(params, jnp.asarray(r.betas), jnp.asarray(r.pose).reshape(24, 3), jnp.asarray(r.transl), jnp.int32(1),
+             jnp.asarray(w2c))
   s = Surfels(means=fq["means"], rotations=fq["rotations"], scales=fq["scales"] * 1.3, opacities=fq["opacities"],
               features=jnp.concatenate([fq["colors"], fq["semantics"]], -1))
   ref = rasterize(s, Camera(K=jnp.asarray(K), world_to_camera=jnp.asarray(w2c), width=w, height=h,
@@ -96,6 +113,7 @@ def test_render_callback_equals_rasterize(tiny_run):
 
 @pytest.fixture(scope="module")
 def viewer(tiny_run):
+  pytest.importorskip("viser", reason="the viewer needs the `view` extra: pip install -e \".[view]\"")
   import browser  # tests/view, on sys.path under pytest
   from fmgs_jax.view import server
   c, workdir = tiny_run
