@@ -21,7 +21,7 @@ def tiny_config(data_root: str):
   c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8
   c.model.geometry_hidden, c.model.tilt_hidden, c.model.skinning_hidden = (16,), (16,), (16,)
   c.train.steps = 0  # a checkpoint of the initial avatar: the tests are about cameras and serving
-  c.view.height, c.view.moving_height = 64, 32
+  c.view.height = c.view.moving_height = 64  # one image size: one compile per test session
   return c
 
 
