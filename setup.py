@@ -41,6 +41,8 @@ setup(
         # sapiens2 model family (added upstream in June 2026, PR #45919) is verified with 5.23.0, the
         # first release this project has tested it with.
         "priors": ["torch==2.13.0", "transformers>=5.23"],
+        # The browser viewer (--mode=view, fmgs_jax/view): viser 1.1.1 is the version it is tested with.
+        "view": ["viser>=1.1.1"],
         "dev": ["pytest>=8", "pytest-xdist>=3.6", "scikit-image>=0.24"],
     },
     license="Apache-2.0",

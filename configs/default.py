@@ -318,4 +318,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.chamfer_every = 1  # score Chamfer on every k-th frame of a split (it is the slow metric)
   c.eval.surfel_rest_sh = 0  # zero f_rest_* properties in the surfel PLY (45 for SH-degree-3 loaders)
 
+  # Browser viewer (--mode=view, fmgs_jax/view; needs `pip install -e ".[view]"`).
+  c.view = ml_collections.ConfigDict()
+  c.view.host = "127.0.0.1"  # address the viewer listens on; loopback = this machine only ("0.0.0.0" = all)
+  c.view.port = 8080  # viewer port, printed with the URL at start
+  c.view.height = 512  # image height, pixels, once the camera stops (width from the browser's aspect)
+  c.view.moving_height = 128  # image height, pixels, while the camera moves (keeps orbiting interactive)
+  c.view.settle_seconds = 0.25  # camera still this long = stopped: render at full height
+  c.view.size_step = 16  # widths are rounded to this many pixels, so a few image sizes are ever compiled
+  c.view.fps = 15.0  # animation playback, frames per second (at most; slower when rendering is slower)
+  c.view.jpeg_quality = 90  # quality of the JPEG frames sent to the browser, 1-100
+  c.view.background = (1.0, 1.0, 1.0)  # initial background RGB in [0, 1] (a GUI control changes it)
+
   return c

@@ -13,7 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-MODES = ("train", "eval", "render", "priors", "fit")
+MODES = ("train", "eval", "render", "priors", "fit", "view")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, metrics.json, renders/.")
@@ -77,6 +77,9 @@ def main(argv):
   elif mode == "priors":
     from fmgs_jax.priors import extract  # pylint: disable=g-import-not-at-top
     extract.extract_priors(config, workdir)
+  elif mode == "view":
+    from fmgs_jax.view import server  # pylint: disable=g-import-not-at-top
+    server.view(config, workdir)
 
 
 def _add_config_dir_to_path(argv: list[str]) -> None:
