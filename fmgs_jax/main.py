@@ -17,7 +17,7 @@ MODES = ("train", "eval", "render", "priors", "fit", "view")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, metrics.json, renders/.")
-_MODE = flags.DEFINE_enum("mode", "train", MODES, "train (runs the subject fit first where needed, then evaluates) | eval | render | priors | fit (template -> subject).")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "train (runs the subject fit first where needed, then evaluates) | eval | render | priors | fit (template -> subject) | view (browser viewer).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -11,6 +11,7 @@ H = W = 48
 
 def tiny_config(data_root: str):
   c = synthetic.get_config()
+  c.fit.enabled = False  # the subject fit has its own tests (tests/fit)
   s = c.data.synthetic
   s.height, s.width, s.focal = H, W, 80.0
   s.num_train_frames, s.num_novel_pose_frames, s.num_novel_view_cameras, s.num_novel_view_frames = 2, 1, 1, 1
