@@ -18,7 +18,8 @@ class ViewPose:
   Attributes:
     pose: (24, 3) float32 SMPL axis-angle, radians.
     transl: (3,) float32 body-model translation, world metres.
-    betas: (S,) float32 the trained subject's shape.
+    betas: (S,) float32 the avatar's own shape (`Avatar.betas`, in its body model's shape space; a
+      dataset's betas may belong to another body model).
     frame_index: training-frame index whose learned pose refinement applies, or -1 (none).
     placement: (4, 4) float32 rigid transform applied to the posed body (world metres; identity for
       training frames, animate.placements for a sequence): the body is rendered as seen by a camera
@@ -31,11 +32,11 @@ class ViewPose:
   placement: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(4, dtype=np.float32))
 
 
-def training_poses(ds, pose_refine: bool) -> list[ViewPose]:
-  """One `ViewPose` per training frame of the dataset split `ds` (no pixel is read); with
-  `pose_refine` (c.train.pose_refine) each frame keeps its learned pose correction."""
+def training_poses(ds, pose_refine: bool, betas: np.ndarray) -> list[ViewPose]:
+  """One `ViewPose` per training frame of the dataset split `ds` (no pixel is read), of shape `betas`
+  (the avatar's); with `pose_refine` (c.train.pose_refine) each frame keeps its learned pose correction."""
   return [ViewPose(pose=np.asarray(r.pose, np.float32).reshape(animate.NUM_JOINTS, 3),
-                   transl=np.asarray(r.transl, np.float32).reshape(3), betas=np.asarray(r.betas, np.float32),
+                   transl=np.asarray(r.transl, np.float32).reshape(3), betas=np.asarray(betas, np.float32),
                    frame_index=i if pose_refine else -1)
           for i, r in enumerate(ds.records)]
 

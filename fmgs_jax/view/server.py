@@ -160,15 +160,14 @@ def start_viewer(config: Any, workdir: str, verbose: bool = True) -> Viewer:
   from fmgs_jax.train import loop  # pylint: disable=g-import-not-at-top
   root = loop.data_root(config, workdir)
   train_ds = load_dataset(config.data, "train", default_root=root)
-  train_poses = poses_lib.training_poses(train_ds, bool(config.train.pose_refine))
   try:
     seq = animate.load_sequence(config, workdir)
   except DatasetError as e:  # no pose file and no novel-pose split: training frames only
     logging.info("viewer: no pose sequence to animate (%s)", e)
     seq = None
-  transl0, betas = train_poses[0].transl, train_poses[0].betas
-  sequence = [] if seq is None else poses_lib.sequence_poses(seq, transl0, betas)
   av, params, info = loop.restore_params(config, workdir)
+  train_poses = poses_lib.training_poses(train_ds, bool(config.train.pose_refine), av.betas)
+  sequence = [] if seq is None else poses_lib.sequence_poses(seq, train_poses[0].transl, av.betas)
   render = render_lib.make_view_renderer(av, config)
   skeleton_of = poses_lib.make_skeleton_fn(av.body)
   train_K, train_w2c = train_ds.camera(0)

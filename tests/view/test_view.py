@@ -85,7 +85,7 @@ def test_render_callback_equals_rasterize(tiny_run):
   h, w = ds.meta.height, ds.meta.width
   q, t, fov = _viser_view_of_training_camera(K, w2c, h)
   cam = camera_lib.viser_to_camera(q, t, fov, w, h, c.render.near, c.render.far)
-  pose = poses.training_poses(ds, True)[1]
+  pose = poses.training_poses(ds, True, av.betas)[1]
   render = render_fn.make_view_renderer(av, c)
   bg = (0.2, 0.4, 0.6)
   got = render(params, pose, cam, "colour", 1.3, bg)
@@ -95,7 +95,7 @@ def test_render_callback_equals_rasterize(tiny_run):
   # Directly: the avatar posed for training frame 1 and rasterized into the dataset's own camera.
   r = ds.records[1]
   posed = jax.jit(lambda p, *a: avatar_lib.frame_quantities(av, p, *a))  # eager dispatch is slow on CPU
-  fq = posed(params, jnp.asarray(r.betas), jnp.asarray(r.pose).reshape(24, 3), jnp.asarray(r.transl), jnp.int32(1),
+  fq = posed(params, jnp.asarray(av.betas), jnp.asarray(r.pose).reshape(24, 3), jnp.asarray(r.transl), jnp.int32(1),
              jnp.asarray(w2c))
   s = Surfels(means=fq["means"], rotations=fq["rotations"], scales=fq["scales"] * 1.3, opacities=fq["opacities"],
               features=jnp.concatenate([fq["colors"], fq["semantics"]], -1))
