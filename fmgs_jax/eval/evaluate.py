@@ -3,7 +3,9 @@
 Protocol per dataset (fmgs_jax/eval/metrics.py): ZJU-MoCap crops to the ground-truth mask's box,
 PeopleSnapshot and the synthetic capture use the full image; ground truth is composited on the
 training background through its mask, like the renders. Held-out frames use no learned pose
-refinement (it exists only for training frames). Geometry (Chamfer, F-score; `geometry_metrics`)
+refinement (it exists only for training frames): they are posed by the dataset's own poses, so
+`template_iou` (the posed template's silhouette against the mask, `fit/silhouette.py`) measures how
+well the body model and its subject fit place the body where the data says. Geometry (Chamfer, F-score; `geometry_metrics`)
 compares the avatar's surface with the ground-truth mesh, where the dataset has one.
 
 Writes WORKDIR/metrics.json and under WORKDIR/renders/: <split>/NNNN.png grids (ground truth |
@@ -23,7 +25,8 @@ import tqdm
 
 from fmgs_jax.data import DatasetError, load_dataset, stack_frames
 from fmgs_jax.eval import export, metrics, report, visualize
-from fmgs_jax.render import look_at
+from fmgs_jax.fit import silhouette
+from fmgs_jax.render import Camera, look_at
 from fmgs_jax.train import loop
 from fmgs_jax.train import step as step_lib
 
@@ -142,6 +145,18 @@ def evaluate(config: Any, workdir: str) -> dict:
     return {k: q[k][0] for k in ("means", "rotations", "scales", "opacities", "colors", "semantics", "vertices")}
 
   surfels_of = lambda batch: surfels_of_params(params, batch)
+  faces = jnp.asarray(av.template.faces)
+
+  @jax.jit
+  def template_alpha(vertices, camera):
+    return silhouette.render_alpha(vertices, faces, camera, tile_capacity=config.fit.tile_capacity)
+
+  def template_iou(vertices, frame) -> float:
+    """IoU of the posed template's silhouette (no learned offsets) with the frame's mask."""
+    h, w = frame.mask.shape
+    cam = Camera(K=jnp.asarray(frame.K, jnp.float32), world_to_camera=jnp.asarray(frame.world_to_camera, jnp.float32),
+                 width=w, height=h, near=config.render.near, far=config.render.far)
+    return float(silhouette.iou(template_alpha(jnp.asarray(vertices), cam), jnp.asarray(frame.mask)))
 
   per_split, first_eval_frame = {}, None
   for split in EVAL_SPLITS:
@@ -159,13 +174,15 @@ def evaluate(config: Any, workdir: str) -> dict:
       first_eval_frame = first_eval_frame or frame
       out = render_one(frame)
       m = frame_metrics(out, frame, config, protocol, table, lpips_params)
+      q = jax.device_get(surfels_of(eval_batch(frame)))
+      m["template_iou"] = template_iou(q["vertices"], frame)
       if i % max(config.eval.chamfer_every, 1) == 0:
         try:
           mesh = ds.gt_mesh(i)
         except (AttributeError, NotImplementedError, FileNotFoundError, DatasetError):
           mesh = None
         if mesh is not None:
-          m.update(geometry_metrics(jax.device_get(surfels_of(eval_batch(frame))), av, mesh, config))
+          m.update(geometry_metrics(q, av, mesh, config))
       rows.append(m)
       grid = visualize.comparison_grid(
           frame.image * frame.mask[..., None], np.clip(out.color[..., :3], 0, 1), normals=out.normal,
