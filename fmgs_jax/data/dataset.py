@@ -138,6 +138,9 @@ class Dataset:
   Attributes:
     meta: `DatasetMeta`.
     records: the validated `FrameRecord`s, one per sample.
+    rest_joints: (24, 3) float64 the subject's SMPL rest-pose joints, body-model metres, where the
+      layout stores them (HumanNeRF's canonical_joints.pkl / `tpose_joints`), else None. The subject
+      fit retargets the template onto them (fmgs_jax/fit/subject.py).
   """
 
   def __init__(self, meta: DatasetMeta, records: list[FrameRecord], file_sizes: list[tuple[int, int]],
@@ -149,6 +152,7 @@ class Dataset:
     self._scale = image_scale
     self._shift = principal_point_shift
     self._gt_mesh_fn = gt_mesh_fn
+    self.rest_joints: Optional[np.ndarray] = None
 
   def __len__(self) -> int:
     return len(self.records)

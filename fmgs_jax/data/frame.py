@@ -19,7 +19,7 @@ Array = Any  # np.ndarray or jax.Array
 class Frame:
   """One frame (or, after `stack_frames`, a batch with a leading B axis).
 
-  Conventions (DESIGN.md): OpenCV camera (x right, y down, z forward), world
+  Conventions (docs/design.md): OpenCV camera (x right, y down, z forward), world
   metres, pixel centres at integer + 0.5 (so `K` maps a camera point to
   continuous pixel coordinates in which pixel (i, j) covers [j, j+1] x [i, i+1]).
 

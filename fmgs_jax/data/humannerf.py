@@ -6,7 +6,10 @@ Supported files (one folder):
     masks/{frame_name}.png      masks, 0..255 (scaled to [0, 1])
     cameras.pkl                 {frame_name: {intrinsics (3, 3), extrinsics (4, 4) world->camera metres,
                                  distortions (5,) optional}}
-    mesh_infos.pkl              {frame_name: {poses (72,), Rh (3,), Th (3,), betas (10,) optional, ...}}
+    mesh_infos.pkl              {frame_name: {poses (72,), Rh (3,), Th (3,), betas (10,) optional,
+                                 tpose_joints (24, 3) optional, ...}}
+    canonical_joints.pkl        {joints (24, 3)} optional: the subject's SMPL rest joints (else the
+                                 first frame's `tpose_joints`); the subject fit retargets onto them
 
 As for ZJU-MoCap, the body is x_world = R(Rh) body_model(poses) + Th and
 [R(Rh) | Th] is folded into the camera (pose = poses, transl = 0).
@@ -104,4 +107,27 @@ def load(data_config: Any, split: str, root: str) -> dataset_lib.Dataset:
         pose_source=where, camera_source=f"{cam_path} ['{name}']"))
   if no_betas:
     logging.warning("%s: %d frames have no 'betas'; using zero shape coefficients.", mesh_path, no_betas)
-  return dataset_lib.make_dataset("humannerf", split, root, records, data_config, problems)
+  rest = _rest_joints(problems, root, infos, names)
+  ds = dataset_lib.make_dataset("humannerf", split, root, records, data_config, problems)
+  ds.rest_joints = rest
+  return ds
+
+
+def _rest_joints(problems: validation.Problems, root: str, infos: dict, names: list[str]):
+  """(24, 3) SMPL rest joints from canonical_joints.pkl, else the first frame's `tpose_joints`, else None."""
+  path = os.path.join(root, "canonical_joints.pkl")
+  if os.path.isfile(path):
+    table = _pickle(problems, path)
+    where, value = f"{path} ['joints']", None if not isinstance(table, dict) else table.get("joints")
+  elif names and isinstance(infos.get(names[0]), dict) and "tpose_joints" in infos[names[0]]:
+    where, value = f"{os.path.join(root, 'mesh_infos.pkl')} ['{names[0]}']['tpose_joints']", infos[names[0]]["tpose_joints"]
+  else:
+    return None
+  try:
+    joints = np.asarray(value, np.float64)
+  except (TypeError, ValueError):
+    joints = np.zeros(0)
+  if joints.shape != (24, 3) or not np.all(np.isfinite(joints)):
+    problems.error(where, f"rest joints: expected (24, 3) finite metres, got shape {joints.shape}")
+    problems.raise_if_any(0, 1.0)
+  return joints

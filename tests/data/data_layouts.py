@@ -78,8 +78,9 @@ def write_zju(root, n_frames=4, n_cams=3, h=16, w=20, seed=0, mask_dir="mask_cih
   return dict(K=Ks, R=Rs, T=Ts, D=Ds, images=images, params=params)
 
 
-def write_humannerf(root, n=4, h=12, w=14, seed=0, betas=True):
-  """Writes images/, masks/, cameras.pkl, mesh_infos.pkl; returns the truth."""
+def write_humannerf(root, n=4, h=12, w=14, seed=0, betas=True, rest_joints=None, tpose_joints=None):
+  """Writes images/, masks/, cameras.pkl, mesh_infos.pkl (with `tpose_joints` (24, 3) in every frame
+  when given) and canonical_joints.pkl when `rest_joints` is given; returns the truth."""
   rng = np.random.default_rng(seed)
   os.makedirs(os.path.join(root, "images"), exist_ok=True)
   os.makedirs(os.path.join(root, "masks"), exist_ok=True)
@@ -97,9 +98,14 @@ def write_humannerf(root, n=4, h=12, w=14, seed=0, betas=True):
                    "Th": rng.normal(size=3)}
     if betas:
       infos[name]["betas"] = rng.normal(size=10)
+    if tpose_joints is not None:
+      infos[name]["tpose_joints"] = tpose_joints
     truth[name] = (img, msk)
   with open(os.path.join(root, "cameras.pkl"), "wb") as f:
     pickle.dump(cams, f)
   with open(os.path.join(root, "mesh_infos.pkl"), "wb") as f:
     pickle.dump(infos, f)
+  if rest_joints is not None:
+    with open(os.path.join(root, "canonical_joints.pkl"), "wb") as f:
+      pickle.dump({"joints": rest_joints}, f)
   return dict(cams=cams, infos=infos, images=truth)

@@ -132,3 +132,20 @@ def test_humannerf_folder(tmp_path, data_config):
   np.testing.assert_allclose(f.world_to_camera[:3, :3] @ x_body + f.world_to_camera[:3, 3], x_cam, atol=1e-5)
   np.testing.assert_allclose(f.betas, info["betas"], atol=1e-6)
   assert len(load_dataset(data_config, "novel_pose")) == 1
+  assert ds.rest_joints is None  # neither canonical_joints.pkl nor tpose_joints
+
+
+def test_humannerf_rest_joints_from_canonical_joints_or_tpose_joints(tmp_path, data_config):
+  rng = np.random.default_rng(3)
+  canonical, tpose = rng.normal(size=(24, 3)), rng.normal(size=(24, 3))
+  data_config.update(dict(name="humannerf", principal_point_shift=0.0))
+  data_config.frames.train = (0, 3, 1)
+  for sub, kw, want in (("both", dict(rest_joints=canonical, tpose_joints=tpose), canonical),
+                        ("tpose", dict(tpose_joints=tpose), tpose)):
+    data_layouts.write_humannerf(str(tmp_path / sub), n=3, **kw)
+    data_config.root = str(tmp_path / sub)
+    np.testing.assert_array_equal(load_dataset(data_config, "train").rest_joints, want)
+  data_layouts.write_humannerf(str(tmp_path / "bad"), n=3, rest_joints=np.zeros((23, 3)))
+  data_config.root = str(tmp_path / "bad")
+  with pytest.raises(DatasetError, match=r"canonical_joints.pkl \['joints'\].*\(23, 3\)"):
+    load_dataset(data_config, "train")

@@ -137,3 +137,18 @@ def test_fit_without_masks_is_an_error_naming_the_frames(fitted, tmp_path):
   c2.fit.enabled = True
   with pytest.raises(stage.FitError, match="no subject fit in this workdir"):
     stage.subject_body(c2, str(tmp_path), np.zeros(10))
+
+
+def test_fit_with_the_datasets_rest_joints_lands_on_them(fitted):
+  """A layout that stores the subject's SMPL rest joints (HumanNeRF's canonical_joints.pkl): the fitted
+  model's joints are those joints exactly (retargeted, not fitted), its topology and weights kept."""
+  c, _, _ = fitted
+  truth = np.asarray(synthetic.subject_truth(c.data.root)["rest_joints"])
+  template = body_lib.model_from_config(c.body)
+  frames = subject.load_frames(load_dataset(c.data, "train"), 4, 64)
+  fc = c.fit.copy_and_resolve_references()
+  fc.steps, fc.offset_steps = 10, 0
+  res = subject.fit_subject(template, frames, fc, rest_joints=truth, progress=False)
+  np.testing.assert_allclose(body_lib.rest_joints(res.model), truth, atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(res.model.faces), np.asarray(template.faces))
+  np.testing.assert_array_equal(np.asarray(res.model.weights), np.asarray(template.weights))
