@@ -1,6 +1,6 @@
 """Assemble and write `WORKDIR/metrics.json`.
 
-Layout (keys fixed by DESIGN.md, plus per-split breakdowns)::
+Layout (keys fixed by docs/design.md, plus per-split breakdowns)::
 
   {
     "psnr": 30.1, "ssim": 0.97, "lpips": 0.031, "normal_error_deg": 18.2, "chamfer_mm": null,
@@ -32,7 +32,7 @@ import numpy as np
 
 # Per-frame metric keys that metrics.json always carries (null when unavailable).
 FRAME_KEYS = ("psnr", "ssim", "lpips", "normal_error_deg", "chamfer_mm")
-# Run-level keys DESIGN.md fixes.
+# Run-level keys docs/design.md fixes.
 RUN_KEYS = ("train_steps", "train_seconds")
 
 Frame = Mapping[str, float | None]
@@ -89,7 +89,7 @@ def _jsonable(x):
 def write_metrics_json(path: str | os.PathLike, report: Mapping[str, Any]) -> None:
   """Write `report` as JSON atomically (temp file + rename); NaN and inf become null.
 
-  Raises ValueError if a key DESIGN.md fixes is missing, before writing anything.
+  Raises ValueError if a key docs/design.md fixes is missing, before writing anything.
   """
   missing = [k for k in FRAME_KEYS + RUN_KEYS if k not in report]
   if missing:

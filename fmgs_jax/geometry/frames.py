@@ -1,7 +1,7 @@
 """Per-face frames of a triangle mesh: centre, unit normal, tangent, bitangent, area, size.
 
 The frame of face (a, b, c) is t = (b - a)/|b - a|, n = (b - a) x (c - a)/|.|, s = n x t, stacked as
-the columns of `rotation` = [t, s, n] (the surfel convention of DESIGN.md: tangent u, tangent v,
+the columns of `rotation` = [t, s, n] (the surfel convention of docs/design.md: tangent u, tangent v,
 normal). It is a function of the three vertices alone, so it rotates rigidly with its face under any
 deformation that moves the face rigidly. Degenerate faces (zero area or a zero-length first edge)
 get a finite frame (a fixed fallback direction) and finite gradients instead of NaN.
