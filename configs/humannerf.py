@@ -9,6 +9,7 @@ from configs import default  # pylint: disable=g-import-not-at-top
 
 def get_config():
   c = default.get_config()
+  c.body.convention = "smpl"  # HumanNeRF's poses, Rh/Th and tpose_joints belong to SMPL: the built-in template sits at SMPL's rest root
   c.data.name = "humannerf"
   c.data.root = ""  # e.g. /data/my_video (holds images/, masks/, cameras.pkl, mesh_infos.pkl)
   c.data.frames.train = (0, -1, 1)

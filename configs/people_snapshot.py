@@ -21,6 +21,7 @@ FRAMES = {
 
 def get_config(subject="male-3-casual"):
   c = default.get_config()
+  c.body.convention = "smpl"  # PeopleSnapshot's poses, trans and betas belong to SMPL: the built-in template sits at SMPL's rest root
   c.data.name = "people_snapshot"
   c.data.root = ""  # e.g. /data/people_snapshot/male-3-casual
   c.data.subject = subject

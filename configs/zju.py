@@ -13,6 +13,7 @@ from configs import default  # pylint: disable=g-import-not-at-top
 
 def get_config():
   c = default.get_config()
+  c.body.convention = "smpl"  # ZJU-MoCap's Rh/Th and shapes belong to SMPL: the built-in template sits at SMPL's rest root
   c.data.name = "zju"
   c.data.root = ""  # e.g. /data/zju_mocap/CoreView_377
   c.data.image_scale = 0.5  # 1024x1024 -> 512x512, as 3DGS-Avatar
