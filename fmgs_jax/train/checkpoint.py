@@ -13,8 +13,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fmgs_jax.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint exists but cannot be restored (corrupt, or from a different model/config)."""
 
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from fmgs_jax import errors
 from fmgs_jax import avatar as avatar_lib
 from fmgs_jax.data import Frame, load_dataset, stack_frames
 from fmgs_jax.fit import stage as fit_stage
@@ -58,7 +59,7 @@ def load_training_frames(config: Any, workdir: str) -> tuple[Any, list[Frame]]:
     try:
       priors = prior_cache.load_priors(cache_dir, key)
     except (FileNotFoundError, OSError, ValueError) as e:
-      raise FileNotFoundError(
+      raise errors.MissingInputError(
           f"priors for frame {ds.image_path(i)} are missing from {cache_dir} ({e}); run "
           "`python -m fmgs_jax.main --mode=priors` with this config first") from None
     out.append(prior_cache.attach_priors(f, priors))
@@ -228,8 +229,8 @@ def restore_params(config: Any, workdir: str, frames: list[Frame] | None = None)
   mngr = checkpoint.manager(workdir, config.train.keep_checkpoints, process_local=True)
   restored = checkpoint.restore_latest(mngr, template)
   if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
-                            "(--mode=train) with this --workdir")
+    raise errors.MissingInputError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
+                                   "(--mode=train) with this --workdir")
   step, tree = restored
   return av, tree["state"].params, {"train_steps": int(step), "train_seconds": float(tree["elapsed"])}
 
