@@ -6,6 +6,7 @@ The references: an uninterrupted run's parameters (the fallback must reproduce t
 files each message must name. One tiny trained workdir is shared by the module.
 """
 
+import logging
 import os
 import shutil
 import subprocess
@@ -118,3 +119,97 @@ def _copy_run(trained, tmp_path, name="run"):
 def _assert_same(a, b):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+def test_every_user_error_class_derives_from_user_error():
+  from fmgs_jax import errors
+  from fmgs_jax.data import DatasetError
+  from fmgs_jax.eval.animate import PoseFileError
+  from fmgs_jax.fit.stage import FitError
+  from fmgs_jax.train.checkpoint import CheckpointError
+  from launch.ablations import LaunchError
+  for cls in (DatasetError, PoseFileError, FitError, CheckpointError, LaunchError, errors.ConfigError,
+              errors.InputError, errors.MissingInputError, errors.MissingPackageError):
+    assert issubclass(cls, errors.UserError), cls
+  # A bug is not a user error, even of a built-in type a user error also derives from.
+  assert not issubclass(ValueError, errors.UserError)
+
+
+def test_a_mistyped_override_names_that_key_and_the_closest_field(tmp_path):
+  proc = run_main(str(tmp_path / "w"), "--config.train.stepz=3")
+  line = assert_user_error(proc)
+  assert line == PREFIX + "--config.train.stepz: no such field; did you mean train.steps?"
+  proc = run_main(str(tmp_path / "w"), "--config.optim.groups.apearance.lr=1")
+  assert assert_user_error(proc).endswith("did you mean optim.groups.appearance.lr?")
+  cmd = [sys.executable, "-m", "fmgs_jax.main", "--config=configs/synthetc.py", f"--workdir={tmp_path}"]
+  proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                        check=False)
+  assert assert_user_error(proc) == PREFIX + "--config=configs/synthetc.py: no such file"
+
+
+def test_config_error_is_one_line(tmp_path, trained):
+  _, data_root, _, _, _ = trained
+  proc = run_main(str(tmp_path / "w"), "--config.optim.groups.appearance.lr=-0.5", data_root=data_root)
+  assert_user_error(proc, "config.optim.groups.appearance.lr must be >= 0", "-0.5")
+
+
+def test_dataset_error_is_one_line_and_debug_shows_its_traceback(tmp_path):
+  missing = str(tmp_path / "no_such_capture")
+  args = ("--config.data.name=zju", f"--config.data.root={missing}")
+  assert_user_error(run_main(str(tmp_path / "w"), *args), missing, "dataset folder not found")
+  proc = run_main(str(tmp_path / "w"), *args, "--debug")
+  assert proc.returncode == 1 and "Traceback" in proc.stderr and "DatasetError" in proc.stderr
+
+
+def test_missing_checkpoint_and_bad_pose_file_are_one_line(tmp_path, trained):
+  _, data_root, _, _, _ = trained
+  workdir = str(tmp_path / "untrained")
+  assert_user_error(run_main(workdir, "--mode=eval", data_root=data_root),
+                    f"no checkpoint in {workdir}/checkpoints", "--mode=train")
+  poses = str(tmp_path / "motion.npz")
+  np.savez(poses, trans=np.zeros((3, 3)))  # no pose array
+  assert_user_error(run_main(workdir, "--mode=render", f"--config.render.poses={poses}", data_root=data_root),
+                    poses)
+
+
+def test_every_checkpoint_corrupt_is_one_error_naming_each(tmp_path, trained):
+  workdir = _copy_run(trained, tmp_path)
+  for step in (2, 4):
+    corrupt(os.path.join(workdir, "checkpoints", str(step)))
+  proc = run_main(workdir, "--mode=eval", data_root=trained[1])
+  line = assert_user_error(proc, "can be restored")
+  for step in (2, 4):
+    path = os.path.join(workdir, "checkpoints", str(step))
+    assert f"{path} (" in line
+    assert f"checkpoint {path} cannot be restored" in proc.stderr  # the warning of each
+
+
+def test_training_falls_back_past_a_corrupt_newest_checkpoint_to_the_uninterrupted_result(tmp_path, trained,
+                                                                                         caplog):
+  c, _, _, _, at4 = trained
+  workdir = _copy_run(trained, tmp_path)
+  newest = os.path.join(workdir, "checkpoints", "4")
+  corrupt(newest)
+  with caplog.at_level(logging.WARNING):
+    info = loop.train(c, workdir)
+  warned = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+  assert f"checkpoint {newest} cannot be restored" in warned
+  moved = os.path.join(workdir, "checkpoints_unreadable", "4")
+  assert f"moved the unreadable checkpoint {newest} to {moved}" in warned and os.path.isdir(moved)
+  assert info["train_steps"] == 4
+  params, restored = params_of(workdir, c)  # the step-4 checkpoint written again, from step 2 on
+  assert restored["train_steps"] == 4
+  _assert_same(params, at4)
+
+
+def test_eval_falls_back_past_a_corrupt_newest_checkpoint(tmp_path, trained, caplog):
+  c, _, _, at2, _ = trained
+  workdir = _copy_run(trained, tmp_path)
+  newest = os.path.join(workdir, "checkpoints", "4")
+  corrupt(newest)
+  with caplog.at_level(logging.WARNING):
+    params, info = params_of(workdir, c)  # what --mode=eval, render and view restore
+  assert info["train_steps"] == 2
+  _assert_same(params, at2)
+  assert any(f"checkpoint {newest} cannot be restored" in r.getMessage() for r in caplog.records)
+  assert os.path.isdir(newest)  # evaluation moves nothing
