@@ -35,9 +35,12 @@ PROG = "fmgs_jax.main"
 
 def fail(message: str) -> NoReturn:
   """Ends the run on a user error: `fmgs_jax.main: error: MESSAGE` on standard error, exit status 2."""
+  sys.stdout.flush()
   sys.stderr.flush()
   print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
+  # No interpreter teardown: orbax's threads left by a failed restore would print asyncio tracebacks
+  # ("Event loop is closed") after the message. Checkpoint managers are already closed.
+  os._exit(2)  # pylint: disable=protected-access
 
 
 def config_keys(config: Any, prefix: str = "") -> list[str]:

@@ -13,6 +13,10 @@ and is an error only when none can.
 import gc
 import logging
 import os
+import re
+import sys
+import tempfile
+import time
 from typing import Any
 
 from absl import logging as absl_logging
@@ -74,16 +78,37 @@ class _DropUnretrievedTasks(logging.Filter):
 
 
 def _try_restore(mngr: ocp.CheckpointManager, step: int, abstract: Any) -> tuple[Any, str | None]:
-  """(state, None), or (None, the reason) when checkpoint `step` cannot be restored into `abstract`."""
+  """(state, None), or (None, the reason) when checkpoint `step` cannot be restored into `abstract`.
+
+  A failed restore leaves tensorstore reads whose callbacks find orbax's event loop closed and print
+  `RuntimeError: Event loop is closed` tracebacks straight to file descriptor 2. Standard error is
+  captured meanwhile; after a failure only its log lines are passed on (the reason is reported instead).
+  """
   quiet = _DropUnretrievedTasks()
   logging.getLogger("asyncio").addFilter(quiet)
+  sys.stderr.flush()
+  saved, capture = os.dup(2), tempfile.TemporaryFile()
+  os.dup2(capture.fileno(), 2)
+  reason = None
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(abstract)), None
   except Exception as e:  # pylint: disable=broad-except  (orbax raises many types for unreadable trees)
-    return None, _reason(e)
+    reason = _reason(e)
+    time.sleep(0.5)  # let the failed reads finish while standard error is captured
+    return None, reason
   finally:
     gc.collect()  # the failed reads' tasks go now, while their log records are dropped
     logging.getLogger("asyncio").removeFilter(quiet)
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    capture.seek(0)
+    text = capture.read().decode(errors="replace")
+    capture.close()
+    if reason is not None:
+      text = "".join(l for l in text.splitlines(keepends=True) if re.match(r"[IWEF]\d{4} ", l))
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def step_path(mngr: ocp.CheckpointManager, step: int) -> str:
