@@ -2,35 +2,102 @@
 
 A thin driver (as in the Flax examples): parse flags, validate, write the resolved config, dispatch by mode.
 Every experiment is a `--config.x.y=v` override; a mistyped override fails before any compute starts.
+
+A user error (fmgs_jax/errors.py: a bad flag, config value, dataset, checkpoint or input file) ends the
+run with one line on standard error, `fmgs_jax.main: error: <message>`, and exit status 2; `--debug` shows
+its traceback too. Any other exception is a bug and keeps its traceback.
 """
 
+import importlib.util
 import json
 import os
 import sys
+from typing import Any, NoReturn
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fmgs_jax import errors
+
 MODES = ("train", "eval", "render", "priors", "fit", "view")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, metrics.json, renders/.")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "train (runs the subject fit first where needed, then evaluates) | eval | render | priors | fit (template -> subject) | view (browser viewer).")
+_DEBUG = flags.DEFINE_bool("debug", False, "Show the Python traceback of a user error (bad config, dataset, "
+                           "checkpoint or input file) too, not only its one-line message.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+PROG = "fmgs_jax.main"
+
+
+def fail(message: str) -> NoReturn:
+  """Ends the run on a user error: `fmgs_jax.main: error: MESSAGE` on standard error, exit status 2."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+  # No interpreter teardown: orbax's threads left by a failed restore would print asyncio tracebacks
+  # ("Event loop is closed") after the message. Checkpoint managers are already closed.
+  os._exit(2)  # pylint: disable=protected-access
+
+
+def config_keys(config: Any, prefix: str = "") -> list[str]:
+  """Every dotted field path of a ConfigDict (`train`, `train.steps`, ...), inner fields included."""
+  keys = []
+  for k, v in config.items():
+    keys.append(prefix + k)
+    if hasattr(v, "items"):
+      keys += config_keys(v, prefix + k + ".")
+  return keys
+
+
+def _config_arg(argv: list[str]) -> str | None:
+  """The value of --config in `argv` (`--config=PATH` or `--config PATH`), or None."""
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def unknown_override(argv: list[str]) -> str | None:
+  """`--config.x.y: no such field; did you mean x.z?` for the first override in `argv` that names no field
+  of the --config file, or None when every override names one."""
+  path = _config_arg(argv)
+  if path is None:
+    return None
+  file, *arg = path.split(":", 1)
+  spec = importlib.util.spec_from_file_location("_fmgs_config_for_override_check", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(*arg)
+  keys = set(config_keys(config))
+  for a in argv[1:]:
+    if not a.startswith("--config."):
+      continue
+    flag = a.split("=", 1)[0]
+    key = flag.removeprefix("--config.").split("[", 1)[0]
+    if key not in keys:
+      return f"{flag}: no such field{errors.did_you_mean(key, sorted(keys))}"
+  return None
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing that turns a mistyped `--config.x.y=v` into one clear line instead of a traceback."""
+  """absl flag parsing where a bad flag, a missing config file or a mistyped `--config.x.y=v` ends in one
+  line naming it (`fail`) instead of a traceback."""
+  path = _config_arg(argv)
+  if path is not None and not os.path.isfile(path.split(":", 1)[0]):
+    fail(f"--config={path}: no such file")
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"fmgs_jax.main: {e}\nPass --helpfull to see the flags.")
+    hint = "; --helpfull lists the flags" if "Unknown command line flag" in str(e) else ""
+    fail(errors.one_line(e) + hint)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
-    bad = [a for a in argv[1:] if a.startswith("--config.")]
-    msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    sys.exit(f"fmgs_jax.main: bad config override among {bad}: {msg}")
+    fail(unknown_override(argv) or f"bad --config override: {errors.one_line(e)}")
 
 
 def write_config(config, workdir: str, mode: str = "train") -> str:
@@ -49,10 +116,8 @@ def write_config(config, workdir: str, mode: str = "train") -> str:
   return path
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config, workdir, mode = _CONFIG.value, _WORKDIR.value, _MODE.value
+def run_mode(config: Any, workdir: str, mode: str) -> None:
+  """Writes the resolved config and runs `mode`."""
   main_process = True
   if mode == "train":  # training may span processes; join them before anything touches a device
     from fmgs_jax.train import parallel  # pylint: disable=g-import-not-at-top
@@ -80,6 +145,24 @@ def main(argv):
   elif mode == "view":
     from fmgs_jax.view import server  # pylint: disable=g-import-not-at-top
     server.view(config, workdir)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  mode = _MODE.value
+  try:
+    run_mode(_CONFIG.value, _WORKDIR.value, mode)
+  except errors.UserError as e:
+    if _DEBUG.value:
+      raise
+    fail(errors.one_line(e))
+  except KeyboardInterrupt:
+    if _DEBUG.value:
+      raise
+    resume = "; the same command resumes from the checkpoint it saved" if mode == "train" else ""
+    print(f"{PROG}: interrupted{resume}", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def _add_config_dir_to_path(argv: list[str]) -> None:

@@ -29,6 +29,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+from fmgs_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position  (imports nothing else)
+
+MAIN_ERROR = "fmgs_jax.main: error: "  # how a run's user error (exit status 2) ends its log
 
 _PRIORS_OFF = {"loss.depth.weight": "0", "loss.normal_depth.weight": "0", "loss.normal_prior.weight": "0",
                "loss.normal_tv.weight": "0", "loss.semantic.weight": "0", "loss.semantic_reg.weight": "0"}
@@ -68,8 +73,9 @@ TABLE_FILE = "ablations.md"
 Runner = Callable[[Sequence[str], str, str], int]
 
 
-class LaunchError(ValueError):
-  """Bad launcher arguments (unknown run, malformed or unknown override); nothing has run."""
+class LaunchError(errors.UserError, ValueError):
+  """Bad launcher arguments (unknown run, malformed or unknown override); nothing has run. The scripts
+  print it as one line, `ablations: error: <message>`, and exit with status 2."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +113,23 @@ def load_config(path: str):
 
 
 def check_keys(config, overrides: Mapping[str, str], where: str) -> None:
-  """Raises LaunchError naming `where` when a dotted key is not a field of `config`."""
+  """Raises LaunchError naming `where` and the closest field when a dotted key is not a field of `config`."""
   for key in overrides:
-    node, path = config, []
+    node = config
     for part in key.split("."):
-      fields = list(node.keys()) if hasattr(node, "keys") else []
-      if part not in fields:
-        parent = ".".join(path) or "the config"
-        raise LaunchError(f"{where}: override {key}: {parent} has no field '{part}' (fields: {sorted(fields)})")
-      node, path = node[part], path + [part]
+      if part not in (list(node.keys()) if hasattr(node, "keys") else []):
+        raise LaunchError(f"{where}: {key}: no such field{errors.did_you_mean(key, _field_paths(config))}")
+      node = node[part]
+
+
+def _field_paths(config, prefix: str = "") -> list[str]:
+  """Every dotted field path of a ConfigDict, inner fields included."""
+  out = []
+  for k, v in config.items():
+    out.append(prefix + k)
+    if hasattr(v, "items"):
+      out += _field_paths(v, prefix + k + ".")
+  return out
 
 
 def command(config_path: str, run_dir: str, overrides: Mapping[str, str]) -> list[str]:
@@ -159,6 +173,12 @@ def _tail(path: str, lines: int = 12) -> str:
   return "\n".join([l for l in text.splitlines() if l.strip()][-lines:])
 
 
+def user_error(log_path: str) -> str:
+  """The `fmgs_jax.main: error: ...` line a run's log ends with after a user error, or ''."""
+  last = _tail(log_path, 1)
+  return last if last.startswith(MAIN_ERROR) else ""
+
+
 def _read_status(run_dir: str) -> dict | None:
   try:
     with open(os.path.join(run_dir, STATUS_FILE)) as f:
@@ -193,7 +213,11 @@ def run_grid(grid: Mapping[str, Mapping[str, str]], names: Sequence[str], config
     if code == 0:
       out(f"{head}: done in {clock(seconds)} (elapsed {clock(time.perf_counter() - start)})")
     else:
-      out(f"{head}: FAILED (exit {code}) after {clock(seconds)}; last lines of {log}:\n{_tail(log)}")
+      error = user_error(log)
+      if error:  # one line says it all
+        out(f"{head}: FAILED (exit {code}) after {clock(seconds)}: {error} (log {log})")
+      else:
+        out(f"{head}: FAILED (exit {code}) after {clock(seconds)}; last lines of {log}:\n{_tail(log)}")
     results.append(result)
   return results
 
@@ -296,7 +320,7 @@ def main(argv: Sequence[str] | None = None, grid: Mapping[str, Mapping[str, str]
     for name in to_run:
       check_keys(config, grid[name], f"grid run {name}")
   except LaunchError as e:
-    print(f"ablations: {e}", file=sys.stderr)
+    print(f"ablations: error: {errors.one_line(e)}", file=sys.stderr)
     return 2
   config_path = os.path.abspath(args.config)
   workdir = os.path.abspath(args.workdir)

@@ -47,7 +47,9 @@ from collections.abc import Callable, Mapping, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
-from launch.ablations import LaunchError, Result, check_keys, clock, parse_overrides, run_subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmgs_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from launch.ablations import (  # pylint: disable=g-import-not-at-top,wrong-import-position
+    LaunchError, Result, check_keys, clock, parse_overrides, run_subprocess, user_error)
 
 LOG_FILE = "launch.log"
 STATUS_FILE = "launch_status.json"
@@ -176,8 +178,9 @@ def run_local(jobs: Sequence[tuple[Subject, list[str]]], workdir: str, runner: R
     result = Result(subject.name, "done" if code == 0 else "failed", int(code), time.perf_counter() - t0)
     with open(os.path.join(run_dir, STATUS_FILE), "w") as f:
       json.dump(dataclasses.asdict(result), f, indent=2)
+    error = "" if code == 0 else user_error(log)
     out(f"{head}: {'done' if code == 0 else f'FAILED (exit {code})'} in {clock(result.seconds)}"
-        + ("" if code == 0 else f"; see {log}"))
+        + ("" if code == 0 else f"{': ' + error if error else ''}; see {log}"))
     return result
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
@@ -308,7 +311,7 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None) -> int
     if args.submit and not args.slurm:
       raise LaunchError("--submit goes with --slurm")
   except LaunchError as e:
-    print(f"subjects: {e}", file=sys.stderr)
+    print(f"subjects: error: {errors.one_line(e)}", file=sys.stderr)
     return 2
   config_path = os.path.abspath(args.config.split(":", 1)[0]) + (
       ":" + args.config.split(":", 1)[1] if ":" in args.config else "")

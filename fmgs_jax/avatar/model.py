@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax import body as body_lib
 from fmgs_jax.avatar import template as template_lib
 from fmgs_jax.fields.model import Fields, fields_from_config
@@ -89,7 +90,7 @@ def build(config: Any, body_model: Any, betas: np.ndarray, num_frames: int) -> A
   lo, hi = tmpl.vertices.min(0) - config.model.bbox_padding, tmpl.vertices.max(0) + config.model.bbox_padding
   fields = fields_from_config(config, tmpl.weights.shape[1], lo, hi)
   if config.model.primitive not in PRIMITIVES:
-    raise ValueError(f"config.model.primitive must be one of {PRIMITIVES}, got {config.model.primitive!r}")
+    raise errors.ConfigError(f"config.model.primitive must be one of {PRIMITIVES}, got {config.model.primitive!r}")
   return Avatar(body=body_model, template=tmpl, fields=fields, init_scale=float(config.surfels.init_scale),
                 init_opacity=float(config.surfels.init_opacity), num_frames=int(num_frames),
                 num_classes=int(config.model.num_classes), primitive=str(config.model.primitive),

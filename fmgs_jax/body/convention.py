@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax.body.model import BodyModel
 
 CONVENTIONS = ("smpl", "smplx")
@@ -54,7 +55,7 @@ def check_axes(model: BodyModel, source: str) -> None:
   if not j[_LEFT_FOOT, 2] > j[_LEFT_ANKLE, 2]:
     problems.append("left foot joint is not in front of (larger z than) the ankle (z must be forward)")
   if problems:
-    raise ValueError(f"body model {source}: not in SMPL's canonical axes: " + "; ".join(problems))
+    raise errors.InputError(f"body model {source}: not in SMPL's canonical axes: " + "; ".join(problems))
 
 
 def place_template(model: BodyModel, convention: str) -> BodyModel:
@@ -64,7 +65,7 @@ def place_template(model: BodyModel, convention: str) -> BodyModel:
   template's regressor rows sum to one, so J_regressor @ (v + d) = J + d.
   """
   if convention not in CONVENTIONS:
-    raise ValueError(f"config body.convention must be one of {CONVENTIONS}, got {convention!r}")
+    raise errors.ConfigError(f"config body.convention must be one of {CONVENTIONS}, got {convention!r}")
   check_axes(model, "built-in template")
   if convention == "smplx":
     return model

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from body_models._common.chumpy_fix import load_model_dict
 
+from fmgs_jax import errors
+
 # SMPL's 24 joints, in SMPL order.
 SMPL_JOINT_NAMES = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
@@ -82,22 +84,22 @@ def _default_joint_names(num_joints: int) -> tuple[str, ...]:
 def _read(path: Path) -> dict:
   """Reads the file's dictionary with body-models' reader; errors name the file."""
   if not path.exists():
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
         f"Body model file not found: {path}. SMPL / SMPL-X files are licensed and never downloaded; "
         "see third_party/README.md (section 'SMPL model files') for where to obtain them, or leave "
         "config body.model_path empty to use the built-in template.")
   if path.is_dir():
-    raise ValueError(f"Body model path {path} is a directory; expected an SMPL .pkl or .npz file.")
+    raise errors.InputError(f"Body model path {path} is a directory; expected an SMPL .pkl or .npz file.")
   if path.suffix not in (".pkl", ".npz"):
-    raise ValueError(f"Body model file {path}: unsupported format '{path.suffix}'; expected an SMPL-format "
-                     ".pkl or .npz file.")
+    raise errors.InputError(f"Body model file {path}: unsupported format '{path.suffix}'; expected an SMPL-format "
+                            ".pkl or .npz file.")
   try:
     data = load_model_dict(path)
   except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError,
           ImportError, TypeError) as e:
-    raise ValueError(f"Body model file {path} is not a readable SMPL-format {path.suffix} file: {e}") from e
+    raise errors.InputError(f"Body model file {path} is not a readable SMPL-format {path.suffix} file: {e}") from e
   if not isinstance(data, dict):
-    raise ValueError(f"Body model file {path} does not hold a dictionary of SMPL arrays.")
+    raise errors.InputError(f"Body model file {path} does not hold a dictionary of SMPL arrays.")
   return data
 
 
@@ -105,9 +107,9 @@ def _array(data: dict, key: str, path: Path, dtype, ndim: int) -> np.ndarray:
   try:
     a = np.asarray(data[key], dtype=dtype)
   except (TypeError, ValueError) as e:
-    raise ValueError(f"Body model file {path}: key '{key}' is not a numeric array: {e}") from e
+    raise errors.InputError(f"Body model file {path}: key '{key}' is not a numeric array: {e}") from e
   if a.ndim != ndim:
-    raise ValueError(f"Body model file {path}: key '{key}' has shape {a.shape}, expected {ndim} dimensions.")
+    raise errors.InputError(f"Body model file {path}: key '{key}' has shape {a.shape}, expected {ndim} dimensions.")
   return a
 
 
@@ -134,8 +136,8 @@ def load_body_model(path: str | Path) -> BodyModel:
   data = _read(path)
   for key in REQUIRED_KEYS:
     if key not in data:
-      raise ValueError(f"Body model file {path} lacks the required key '{key}' (has: {sorted(data)}); "
-                       "is it an SMPL-format model file?")
+      raise errors.InputError(f"Body model file {path} lacks the required key '{key}' (has: {sorted(data)}); "
+                              "is it an SMPL-format model file?")
   v_template = _array(data, "v_template", path, np.float32, 2)
   num_verts = v_template.shape[0]
   faces = _array(data, "f", path, np.int64, 2)
@@ -144,23 +146,23 @@ def load_body_model(path: str | Path) -> BodyModel:
   regressor = _array(data, "J_regressor", path, np.float32, 2)
   num_joints = weights.shape[1]
   if v_template.shape[1] != 3 or faces.shape[1] != 3:
-    raise ValueError(f"Body model file {path}: 'v_template' {v_template.shape} and 'f' {faces.shape} must be "
-                     "(V, 3) and (F, 3).")
+    raise errors.InputError(f"Body model file {path}: 'v_template' {v_template.shape} and 'f' {faces.shape} must be "
+                            "(V, 3) and (F, 3).")
   if faces.size and (faces.min() < 0 or faces.max() >= num_verts):
-    raise ValueError(f"Body model file {path}: 'f' indexes vertices outside [0, {num_verts}).")
+    raise errors.InputError(f"Body model file {path}: 'f' indexes vertices outside [0, {num_verts}).")
   if weights.shape[0] != num_verts:
-    raise ValueError(f"Body model file {path}: 'weights' has shape {weights.shape}, expected ({num_verts}, J).")
+    raise errors.InputError(f"Body model file {path}: 'weights' has shape {weights.shape}, expected ({num_verts}, J).")
   if regressor.shape != (num_joints, num_verts):
-    raise ValueError(f"Body model file {path}: 'J_regressor' has shape {regressor.shape}, expected "
-                     f"({num_joints}, {num_verts}).")
+    raise errors.InputError(f"Body model file {path}: 'J_regressor' has shape {regressor.shape}, expected "
+                            f"({num_joints}, {num_verts}).")
   if kintree.shape != (2, num_joints):
-    raise ValueError(f"Body model file {path}: 'kintree_table' has shape {kintree.shape}, expected "
-                     f"(2, {num_joints}).")
+    raise errors.InputError(f"Body model file {path}: 'kintree_table' has shape {kintree.shape}, expected "
+                            f"(2, {num_joints}).")
   parents = kintree[0].astype(np.int32)
   parents[0] = -1  # SMPL files store 2**32 - 1 (or anything) for the root.
   if np.any(parents[1:] < 0) or np.any(parents[1:] >= np.arange(1, num_joints)):
-    raise ValueError(f"Body model file {path}: 'kintree_table' row 0 must list parents with "
-                     f"parents[j] < j, got {parents.tolist()}.")
+    raise errors.InputError(f"Body model file {path}: 'kintree_table' row 0 must list parents with "
+                            f"parents[j] < j, got {parents.tolist()}.")
 
   if "shapedirs" in data:
     shapedirs = _array(data, "shapedirs", path, np.float32, 3)
@@ -171,11 +173,11 @@ def load_body_model(path: str | Path) -> BodyModel:
   else:
     posedirs = np.zeros((num_verts, 3, 0), np.float32)
   if shapedirs.shape[:2] != (num_verts, 3):
-    raise ValueError(f"Body model file {path}: 'shapedirs' has shape {shapedirs.shape}, expected "
-                     f"({num_verts}, 3, S).")
+    raise errors.InputError(f"Body model file {path}: 'shapedirs' has shape {shapedirs.shape}, expected "
+                            f"({num_verts}, 3, S).")
   if posedirs.shape[:2] != (num_verts, 3) or posedirs.shape[2] not in (0, 9 * (num_joints - 1)):
-    raise ValueError(f"Body model file {path}: 'posedirs' has shape {posedirs.shape}, expected "
-                     f"({num_verts}, 3, {9 * (num_joints - 1)}) or (V, 3, 0).")
+    raise errors.InputError(f"Body model file {path}: 'posedirs' has shape {posedirs.shape}, expected "
+                            f"({num_verts}, 3, {9 * (num_joints - 1)}) or (V, 3, 0).")
 
   joint_names = _default_joint_names(num_joints)
   if "part_ids" in data:
@@ -183,7 +185,7 @@ def load_body_model(path: str | Path) -> BodyModel:
     part_names = tuple(str(n) for n in np.asarray(data.get("part_names", [])).tolist())
     if part_ids.shape != (num_verts,) or not part_names or part_ids.min() < 0 or \
         part_ids.max() >= len(part_names):
-      raise ValueError(f"Body model file {path}: 'part_ids' must be ({num_verts},) indices into 'part_names'.")
+      raise errors.InputError(f"Body model file {path}: 'part_ids' must be ({num_verts},) indices into 'part_names'.")
   else:
     part_ids = np.argmax(weights, axis=1).astype(np.int32)
     part_names = joint_names

@@ -18,8 +18,10 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from fmgs_jax.errors import UserError
 
-class DatasetError(Exception):
+
+class DatasetError(UserError):
   """A dataset cannot be used; the message names every file and field at fault."""
 
 

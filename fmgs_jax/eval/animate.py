@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from fmgs_jax import errors
 from fmgs_jax import body as body_lib
 from fmgs_jax.data import cameras as cameras_lib
 from fmgs_jax.data import load_dataset
@@ -85,7 +86,7 @@ IGNORED_KEYS = frozenset({
 PANEL_LABELS = ("colour", "normals", "semantics")
 
 
-class PoseFileError(ValueError):
+class PoseFileError(errors.UserError, ValueError):
   """A pose-sequence file that cannot be used; the message names the file and the field."""
 
 
@@ -460,7 +461,7 @@ def plan_shots(seq: PoseSequence, camera: str, train_K: np.ndarray, train_w2c: n
     base = orbit_world_to_camera(base[0], roots)
     base_K = np.tile(base_K[0], (n, 1, 1))
   elif camera != "train":
-    raise ValueError(f"config render.camera: '{camera}', expected one of {CAMERAS}")
+    raise errors.ConfigError(f"config render.camera: '{camera}', expected one of {CAMERAS}")
   return Shot(pose=np.asarray(seq.pose, np.float32), transl=transl, K=base_K.astype(np.float32),
               world_to_camera=(base @ m).astype(np.float32), width=int(width), height=int(height))
 
@@ -527,15 +528,15 @@ def render_poses(config: Any, workdir: str) -> str:
   from fmgs_jax.train import loop  # pylint: disable=g-import-not-at-top
   camera = config.render.camera
   if camera not in CAMERAS:
-    raise ValueError(f"config render.camera: '{camera}', expected one of {CAMERAS}")
+    raise errors.ConfigError(f"config render.camera: '{camera}', expected one of {CAMERAS}")
   out_path = output_path(config, workdir)
   if os.path.isfile(out_path) and not out_path.lower().endswith(".mp4"):
-    raise ValueError(f"config render.output: {out_path} is a file but not .mp4; give an .mp4 path or a folder")
+    raise errors.ConfigError(f"config render.output: {out_path} is a file but not .mp4; give an .mp4 path or a folder")
   seq = load_sequence(config, workdir)
   num_joints = int(body_lib.model_from_config(config.body).weights.shape[1])
   if num_joints != NUM_JOINTS:
-    raise ValueError(f"config body.model_path: the body model has {num_joints} joints; pose sequences are "
-                     f"SMPL ({NUM_JOINTS} joints)")
+    raise errors.ConfigError(f"config body.model_path: the body model has {num_joints} joints; pose sequences are "
+                             f"SMPL ({NUM_JOINTS} joints)")
   root = loop.data_root(config, workdir)
   train_ds = load_dataset(config.data, "train", default_root=root)
   train_K, train_w2c = train_ds.camera(0)

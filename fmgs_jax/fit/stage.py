@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmgs_jax import body as body_lib
+from fmgs_jax.errors import UserError
 from fmgs_jax.data import load_dataset, synthetic
 from fmgs_jax.fit import silhouette, subject
 from fmgs_jax.render import Camera
@@ -34,7 +35,7 @@ from fmgs_jax.render import Camera
 FIT_DIR = "fit"
 
 
-class FitError(ValueError):
+class FitError(UserError, ValueError):
   """The fit cannot run or failed on this input (no masks, a diverging fit, a missing result)."""
 
 

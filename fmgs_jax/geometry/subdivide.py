@@ -18,6 +18,8 @@ import dataclasses
 import numpy as np
 from scipy import spatial
 
+from fmgs_jax import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Resampled:
@@ -175,7 +177,7 @@ def resample(vertices: np.ndarray, faces: np.ndarray, num_faces: int, tolerance:
   """
   faces = np.asarray(faces)
   if num_faces <= 0:
-    raise ValueError(f"config body.num_faces must be positive, got {num_faces}")
+    raise errors.ConfigError(f"config body.num_faces must be positive, got {num_faces}")
   levels = 0
   while len(faces) * 4 ** levels < num_faces * (1 - tolerance):
     levels += 1

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax.priors import labels as labels_lib
 
 MANIFEST = "manifest.json"
@@ -175,16 +176,16 @@ class PriorReader:
   def __init__(self, cache_dir: str):
     path = os.path.join(cache_dir, MANIFEST)
     if not os.path.exists(path):
-      raise FileNotFoundError(f"{path}: no prior cache here; run `python -m fmgs_jax.main --mode=priors` "
-                              "with the same config first")
+      raise errors.MissingInputError(f"{path}: no prior cache here; run `python -m fmgs_jax.main --mode=priors` "
+                                     "with the same config first")
     with open(path) as f:
       self.manifest = json.load(f)
     self.cache_dir = cache_dir
     outputs = self.manifest["identity"].get("outputs", {})
     self.depth_kind = outputs.get("depth", {}).get("kind") if isinstance(outputs, dict) else None
     if self.depth_kind is not None and self.depth_kind not in DEPTH_KINDS:
-      raise ValueError(f"{path}: field identity.outputs.depth.kind={self.depth_kind!r} is not one of "
-                       f"{sorted(DEPTH_KINDS)}")
+      raise errors.InputError(f"{path}: field identity.outputs.depth.kind={self.depth_kind!r} is not one of "
+                              f"{sorted(DEPTH_KINDS)}")
 
   def keys(self) -> list[str]:
     return sorted(self.manifest["frames"])
@@ -206,7 +207,7 @@ class PriorReader:
                      "(extraction incomplete? re-run --mode=priors)")
     p = os.path.join(self.cache_dir, FRAMES_DIR, entry["file"])
     if verify and file_sha256(p) != entry["sha256"]:
-      raise ValueError(f"{p}: SHA-256 does not match the manifest (corrupt file); re-run --mode=priors")
+      raise errors.InputError(f"{p}: SHA-256 does not match the manifest (corrupt file); re-run --mode=priors")
     with np.load(p) as z:
       out = {k: z[k] for k in z.files}
     if "depth" in out and self.depth_kind is not None:

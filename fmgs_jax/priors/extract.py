@@ -28,6 +28,7 @@ from absl import logging
 import numpy as np
 import tqdm
 
+from fmgs_jax import errors
 from fmgs_jax.priors import cache as cache_lib
 from fmgs_jax.priors import crop as crop_lib
 from fmgs_jax.priors import labels as labels_lib
@@ -107,7 +108,7 @@ def frame_key(dataset: Any, i: int, split: str, root: str) -> str:
 def build_predictors(pcfg: Any) -> dict[str, Any]:
   """The torch models of the `sapiens` / `transformers` backend, keyed by task; {} for synthetic."""
   if pcfg.backend not in BACKENDS:
-    raise ValueError(f"c.priors.backend={pcfg.backend!r}: expected one of {BACKENDS}")
+    raise errors.ConfigError(f"c.priors.backend={pcfg.backend!r}: expected one of {BACKENDS}")
   if pcfg.backend == "synthetic":
     return {}
   from fmgs_jax.priors import inference  # pylint: disable=g-import-not-at-top
@@ -119,7 +120,7 @@ def build_predictors(pcfg: Any) -> dict[str, Any]:
       continue
     path = os.path.expanduser(path)
     if not os.path.exists(path):
-      raise FileNotFoundError(f"c.priors.{field}={path!r} does not exist; see third_party/README.md")
+      raise errors.MissingInputError(f"c.priors.{field}={path!r} does not exist; see third_party/README.md")
     if pcfg.backend == "sapiens":
       from fmgs_jax.priors import sapiens  # pylint: disable=g-import-not-at-top
       out[task] = sapiens.make_predictor(path, task, pcfg.sapiens, device)
@@ -127,8 +128,8 @@ def build_predictors(pcfg: Any) -> dict[str, Any]:
       from fmgs_jax.priors import hf  # pylint: disable=g-import-not-at-top
       out[task] = hf.TransformersPredictor(path, task, pcfg.transformers, device)
   if not out:
-    raise ValueError(f"c.priors.backend={pcfg.backend!r} but none of c.priors.normal_model / depth_model / "
-                     "seg_model is set")
+    raise errors.ConfigError(f"c.priors.backend={pcfg.backend!r} but none of c.priors.normal_model / depth_model / "
+                             "seg_model is set")
   return out
 
 

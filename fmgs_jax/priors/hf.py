@@ -20,6 +20,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax.priors import cache as cache_lib
 from fmgs_jax.priors import inference
 from fmgs_jax.priors import labels as labels_lib
@@ -31,31 +32,31 @@ class TransformersPredictor:
   def __init__(self, folder: str, task: str, cfg: Any, device: str):
     import transformers  # pylint: disable=g-import-not-at-top
     if task not in ("depth", "parts"):
-      raise ValueError(f"c.priors.{task}_model: the transformers backend provides depth and parts only")
+      raise errors.ConfigError(f"c.priors.{task}_model: the transformers backend provides depth and parts only")
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
-      raise FileNotFoundError(f"{folder!r} (c.priors.{task}_model) has no config.json: not a "
-                              "save_pretrained folder")
+      raise errors.MissingInputError(f"{folder!r} (c.priors.{task}_model) has no config.json: not a "
+                                     "save_pretrained folder")
     self.task, self.device = task, device
     auto = (transformers.AutoModelForDepthEstimation if task == "depth"
             else transformers.AutoModelForSemanticSegmentation)
     try:
       self.model = auto.from_pretrained(folder, local_files_only=True).to(device).eval()
     except ValueError as e:
-      raise ValueError(f"{config_path}: not a {auto.__name__} checkpoint, as c.priors.{task}_model "
-                       f"requires ({e})") from e
+      raise errors.InputError(f"{config_path}: not a {auto.__name__} checkpoint, as c.priors.{task}_model "
+                              f"requires ({e})") from e
     proc_path = os.path.join(folder, "preprocessor_config.json")
     if not os.path.isfile(proc_path):
-      raise FileNotFoundError(f"{proc_path} is missing: save the model's image processor next to it "
-                              "(processor.save_pretrained(folder))")
+      raise errors.MissingInputError(f"{proc_path} is missing: save the model's image processor next to it "
+                                     "(processor.save_pretrained(folder))")
     with open(proc_path) as f:
       proc = json.load(f)
     size = dict(proc.get("size") or {})
     h = int(cfg.input_height) or int(size.get("height", 0))
     w = int(cfg.input_width) or int(size.get("width", 0))
     if not (h and w):
-      raise ValueError(f"{proc_path}: field size={size} has no height/width; set "
-                       "c.priors.transformers.input_height and input_width")
+      raise errors.InputError(f"{proc_path}: field size={size} has no height/width; set "
+                              "c.priors.transformers.input_height and input_width")
     self.input_hw = (h, w)
     self.mean = tuple(proc.get("image_mean", (0.0, 0.0, 0.0)) if proc.get("do_normalize", True) else (0, 0, 0))
     self.std = tuple(proc.get("image_std", (1.0, 1.0, 1.0)) if proc.get("do_normalize", True) else (1, 1, 1))
@@ -65,8 +66,8 @@ class TransformersPredictor:
     extra = {}
     if task == "depth":
       if cfg.depth_kind not in cache_lib.DEPTH_KINDS:
-        raise ValueError(f"c.priors.transformers.depth_kind={cfg.depth_kind!r}: expected one of "
-                         f"{sorted(cache_lib.DEPTH_KINDS)}")
+        raise errors.ConfigError(f"c.priors.transformers.depth_kind={cfg.depth_kind!r}: expected one of "
+                                 f"{sorted(cache_lib.DEPTH_KINDS)}")
       self.depth_kind = cfg.depth_kind
       extra["depth_kind"] = self.depth_kind
     else:

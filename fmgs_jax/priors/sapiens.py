@@ -36,6 +36,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax.priors import inference
 from fmgs_jax.priors import labels as labels_lib
 
@@ -62,7 +63,7 @@ def _seg_table(num_classes: int, where: str) -> tuple[np.ndarray, tuple[str, ...
 
 def _normal_signs(axes: str) -> np.ndarray:
   if axes not in NORMAL_AXES:
-    raise ValueError(f"c.priors.sapiens.normal_axes={axes!r}: expected one of {sorted(NORMAL_AXES)}")
+    raise errors.ConfigError(f"c.priors.sapiens.normal_axes={axes!r}: expected one of {sorted(NORMAL_AXES)}")
   return np.asarray(NORMAL_AXES[axes], np.float32)
 
 
@@ -72,8 +73,8 @@ class TorchScriptPredictor:
   def __init__(self, path: str, task: str, cfg: Any, device: str):
     import torch  # pylint: disable=g-import-not-at-top
     if not os.path.isfile(path):
-      raise FileNotFoundError(f"Sapiens checkpoint {path!r} (c.priors.{task}_model) does not exist; see "
-                              "third_party/README.md for where to download it")
+      raise errors.MissingInputError(f"Sapiens checkpoint {path!r} (c.priors.{task}_model) does not exist; see "
+                                     "third_party/README.md for where to download it")
     self.task, self.device = task, device
     self.input_hw = (int(cfg.input_height), int(cfg.input_width))
     try:
@@ -82,7 +83,7 @@ class TorchScriptPredictor:
       try:  # Sapiens also ships torch.export archives (`*_bfloat16.pt2`)
         self.model = torch.export.load(path).module().to(device)
       except Exception as e:  # pylint: disable=broad-except
-        raise ValueError(f"{path}: neither a TorchScript nor a torch.export archive ({e})") from e
+        raise errors.InputError(f"{path}: neither a TorchScript nor a torch.export archive ({e})") from e
     self.model.eval()
     self.mean, self.std = tuple(cfg.mean), tuple(cfg.std)
     self.signs = _normal_signs(cfg.normal_axes)
@@ -113,22 +114,22 @@ class Sapiens2Predictor:
     import transformers  # pylint: disable=g-import-not-at-top
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
-      raise FileNotFoundError(f"{folder!r} (c.priors.{task}_model) has no config.json: not a "
-                              "save_pretrained folder; see third_party/README.md")
+      raise errors.MissingInputError(f"{folder!r} (c.priors.{task}_model) has no config.json: not a "
+                                     "save_pretrained folder; see third_party/README.md")
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     arch = (config.architectures or [None])[0]
     if arch not in _SAPIENS2_TASK:
-      raise ValueError(f"{config_path}: field architectures={config.architectures}; expected one of "
-                       f"{sorted(_SAPIENS2_TASK)}")
+      raise errors.InputError(f"{config_path}: field architectures={config.architectures}; expected one of "
+                              f"{sorted(_SAPIENS2_TASK)}")
     if _SAPIENS2_TASK[arch] != task:
-      raise ValueError(f"{config_path}: a {arch} gives {_SAPIENS2_TASK[arch]!r}, but it is configured as "
-                       f"c.priors.{task}_model")
+      raise errors.InputError(f"{config_path}: a {arch} gives {_SAPIENS2_TASK[arch]!r}, but it is configured as "
+                              f"c.priors.{task}_model")
     self.task, self.device = task, device
     self.model = getattr(transformers, arch).from_pretrained(folder, local_files_only=True).to(device).eval()
     proc = _read_processor(folder)
     size = proc.get("size") or {"height": SAPIENS_INPUT_HW[0], "width": SAPIENS_INPUT_HW[1]}
     if "height" not in size or "width" not in size:
-      raise ValueError(f"{folder}/preprocessor_config.json: field size={size}; expected height and width")
+      raise errors.InputError(f"{folder}/preprocessor_config.json: field size={size}; expected height and width")
     self.input_hw = (int(size["height"]), int(size["width"]))
     from transformers.utils import constants  # pylint: disable=g-import-not-at-top
     self.mean = tuple(proc.get("image_mean", constants.IMAGENET_DEFAULT_MEAN))

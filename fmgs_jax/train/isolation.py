@@ -29,15 +29,17 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
+from fmgs_jax import errors
+
 ALL = None  # a row entry that allows everything
 
 
 def _parse_names(text: str, where: str) -> frozenset[str] | None:
   if not isinstance(text, str):
-    raise ValueError(f"{where} must be a comma-separated string of names or '*', got {text!r}")
+    raise errors.ConfigError(f"{where} must be a comma-separated string of names or '*', got {text!r}")
   names = frozenset(t.strip() for t in text.split(",") if t.strip())
   if not names:
-    raise ValueError(f"{where} is empty; use '*' for everything or set the loss weight to 0")
+    raise errors.ConfigError(f"{where} is empty; use '*' for everything or set the loss weight to 0")
   return ALL if "*" in names else names
 
 
@@ -56,8 +58,8 @@ class IsolationTable:
     """(allowed quantities, allowed groups) of `loss`; raises ValueError when the table lacks it."""
     q, g = dict(self.quantities), dict(self.groups)
     if loss not in q or loss not in g:
-      raise ValueError(f"loss {loss!r} has no row in the isolation table (config.isolation.quantities / "
-                       f"config.isolation.groups); rows: {sorted(q)}")
+      raise errors.ConfigError(f"loss {loss!r} has no row in the isolation table (config.isolation.quantities / "
+                               f"config.isolation.groups); rows: {sorted(q)}")
     return q[loss], g[loss]
 
 
@@ -81,8 +83,8 @@ def table_from_config(isolation_config: Any, loss_names) -> IsolationTable:
     for field, rows in (("quantities", rows_q), ("groups", rows_g)):
       section = isolation_config[field]
       if k not in section:
-        raise ValueError(f"config.isolation.{field}.{k} is missing: add a row for loss {k!r} "
-                         f"('*' lets it update everything)")
+        raise errors.ConfigError(f"config.isolation.{field}.{k} is missing: add a row for loss {k!r} "
+                                 f"('*' lets it update everything)")
       rows.append((k, _parse_names(section[k], f"config.isolation.{field}.{k}")))
   return IsolationTable(tuple(rows_q), tuple(rows_g))
 

@@ -11,6 +11,7 @@ mesh's `data` axis, the state is replicated, and the frames of each step are the
 layout. Only process 0 writes summaries, images and train_info.json; checkpoint saves are collective.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from fmgs_jax import errors
 from fmgs_jax import avatar as avatar_lib
 from fmgs_jax.data import Frame, load_dataset, stack_frames
 from fmgs_jax.fit import stage as fit_stage
@@ -58,7 +60,7 @@ def load_training_frames(config: Any, workdir: str) -> tuple[Any, list[Frame]]:
     try:
       priors = prior_cache.load_priors(cache_dir, key)
     except (FileNotFoundError, OSError, ValueError) as e:
-      raise FileNotFoundError(
+      raise errors.MissingInputError(
           f"priors for frame {ds.image_path(i)} are missing from {cache_dir} ({e}); run "
           "`python -m fmgs_jax.main --mode=priors` with this config first") from None
     out.append(prior_cache.attach_priors(f, priors))
@@ -132,105 +134,124 @@ def train(config: Any, workdir: str) -> dict:
   optimizer = optim.make_optimizer(config.optim, params, total_steps)
   labels = optim.param_labels(params, config.optim.groups)
   state = parallel.replicate(step_lib.init_state(params, optimizer, config.seed), mesh)
-  mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
+  # Closed on every way out (return, error, Ctrl-C), so no orbax thread outlives the run.
+  with contextlib.closing(checkpoint.manager(workdir, config.train.keep_checkpoints)) as mngr:
+    state, elapsed = _resume(mngr, state, main)
+    start = int(state.step)
+
+    train_step = parallel.jit_step(step_lib.make_train_step(
+        lambda p, b: avatar_lib.quantities(av, p, b), config, optimizer, labels, width, height, av.num_classes,
+        jnp.asarray(av.template.weights), jnp.asarray(av.template.edges)), mesh)
+    render_fn = make_render_fn(av, config, width, height)
+    rows = parallel.local_rows(mesh, batch_size)
+
+    def batch_at(step: int, only=None):
+      """The global batch of `step`, or only its rows `only` (this process's share)."""
+      idx = schedule.batch_indices(config.seed, step, len(frames), batch_size)
+      idx = idx if only is None else idx[only]
+      return step_lib.batch_from_frames(stack_frames([frames[i] for i in idx]))
+
+    writer = None
+    if main:
+      try:
+        import tensorboardX  # pylint: disable=g-import-not-at-top
+        writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+      except ImportError:
+        logging.warning("tensorboardX is not installed: no TensorBoard summaries")
+
+    def save(step):
+      checkpoint.save(mngr, step, {"state": state, "elapsed": np.float64(elapsed)})
+
+    bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                    disable=not main)
+    step = start
+    t_last = time.perf_counter()
+    try:
+      while step < total_steps:
+        batch = parallel.shard_batch(batch_at(step, rows), mesh, batch_size)
+        t0 = time.perf_counter()
+        state, metrics = train_step(state, batch)
+        step += 1
+        if step % config.train.log_every == 0 or step == total_steps or step == start + 1:
+          m = jax.device_get(metrics)
+          now = time.perf_counter()
+          if not bool(m["finite"]):
+            logging.warning("step %d: non-finite loss or gradient; the update was skipped", step)
+          bar.set_postfix(loss=f"{float(m['loss']):.4f}", skipped=int(state.skipped))
+          if writer is not None:
+            for k, v in m.items():
+              writer.add_scalar(f"train/{k}", float(v), step)
+            for k, v in optim.learning_rates(config.optim, total_steps, step).items():
+              writer.add_scalar(f"lr/{k}", float(v), step)
+            writer.add_scalar("train/step_seconds", now - t0, step)
+        elapsed += time.perf_counter() - t_last
+        t_last = time.perf_counter()
+        bar.update(1)
+        if main and (step % config.train.image_every == 0 or step == total_steps):
+          _log_images(writer, render_fn, parallel.local_copy(state.params), batch_at(0), step, workdir, config)
+        if step % config.train.checkpoint_every == 0 and step < total_steps:
+          save(step)
+    except KeyboardInterrupt:
+      logging.warning("interrupted at step %d: saving a checkpoint to resume from", step)
+      save(step)
+      raise
+    finally:
+      bar.close()
+      if writer is not None:
+        writer.close()
+    if mngr.latest_step() != step:
+      save(step)
+    info = {"train_steps": int(step), "train_seconds": float(elapsed), "skipped_steps": int(state.skipped)}
+    fit_report = fit_stage.load_report(workdir) if fit_stage.enabled(config) else None
+    if fit_report is not None:
+      info["subject_fit"] = {k: v for k, v in fit_report.items() if "per_frame" not in k and k != "key"}
+    if main:
+      with open(os.path.join(workdir, TRAIN_INFO), "w") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def _resume(mngr, state, main: bool) -> tuple[Any, np.float64]:
+  """(state, elapsed seconds) of the newest checkpoint that can be restored, or the given state and 0.
+
+  Newer checkpoints that cannot be restored are moved to WORKDIR/checkpoints_unreadable, so the run
+  writes those steps again; the resumed run is the uninterrupted one from the restored step on.
+  """
   elapsed = np.float64(0.0)
   restored = checkpoint.restore_latest(mngr, {"state": state, "elapsed": elapsed})
-  if restored is not None:
-    start, tree = restored
-    state, elapsed = tree["state"], np.float64(tree["elapsed"])
-    logging.info("resumed from step %d", start)
-  start = int(state.step)
-
-  train_step = parallel.jit_step(step_lib.make_train_step(
-      lambda p, b: avatar_lib.quantities(av, p, b), config, optimizer, labels, width, height, av.num_classes,
-      jnp.asarray(av.template.weights), jnp.asarray(av.template.edges)), mesh)
-  render_fn = make_render_fn(av, config, width, height)
-  rows = parallel.local_rows(mesh, batch_size)
-
-  def batch_at(step: int, only=None):
-    """The global batch of `step`, or only its rows `only` (this process's share)."""
-    idx = schedule.batch_indices(config.seed, step, len(frames), batch_size)
-    idx = idx if only is None else idx[only]
-    return step_lib.batch_from_frames(stack_frames([frames[i] for i in idx]))
-
-  writer = None
-  if main:
-    try:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-      writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-    except ImportError:
-      logging.warning("tensorboardX is not installed: no TensorBoard summaries")
-
-  def save(step):
-    checkpoint.save(mngr, step, {"state": state, "elapsed": np.float64(elapsed)})
-
-  bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
-                  disable=not main)
-  step = start
-  t_last = time.perf_counter()
-  try:
-    while step < total_steps:
-      batch = parallel.shard_batch(batch_at(step, rows), mesh, batch_size)
-      t0 = time.perf_counter()
-      state, metrics = train_step(state, batch)
-      step += 1
-      if step % config.train.log_every == 0 or step == total_steps or step == start + 1:
-        m = jax.device_get(metrics)
-        now = time.perf_counter()
-        if not bool(m["finite"]):
-          logging.warning("step %d: non-finite loss or gradient; the update was skipped", step)
-        bar.set_postfix(loss=f"{float(m['loss']):.4f}", skipped=int(state.skipped))
-        if writer is not None:
-          for k, v in m.items():
-            writer.add_scalar(f"train/{k}", float(v), step)
-          for k, v in optim.learning_rates(config.optim, total_steps, step).items():
-            writer.add_scalar(f"lr/{k}", float(v), step)
-          writer.add_scalar("train/step_seconds", now - t0, step)
-      elapsed += time.perf_counter() - t_last
-      t_last = time.perf_counter()
-      bar.update(1)
-      if main and (step % config.train.image_every == 0 or step == total_steps):
-        _log_images(writer, render_fn, parallel.local_copy(state.params), batch_at(0), step, workdir, config)
-      if step % config.train.checkpoint_every == 0 and step < total_steps:
-        save(step)
-  except KeyboardInterrupt:
-    logging.warning("interrupted at step %d: saving a checkpoint to resume from", step)
-    save(step)
-    raise
-  finally:
-    bar.close()
-    if writer is not None:
-      writer.close()
-  if mngr.latest_step() != step:
-    save(step)
-  info = {"train_steps": int(step), "train_seconds": float(elapsed), "skipped_steps": int(state.skipped)}
-  fit_report = fit_stage.load_report(workdir) if fit_stage.enabled(config) else None
-  if fit_report is not None:
-    info["subject_fit"] = {k: v for k, v in fit_report.items() if "per_frame" not in k and k != "key"}
-  if main:
-    with open(os.path.join(workdir, TRAIN_INFO), "w") as f:
-      json.dump(info, f, indent=2)
-  return info
+  if restored is None:
+    return state, elapsed
+  start, tree = restored
+  newer = [s for s in mngr.all_steps() if s > start]
+  if newer:
+    if main:
+      for s in newer:
+        logging.warning("moved the unreadable checkpoint %s to %s", checkpoint.step_path(mngr, s),
+                        checkpoint.set_aside(mngr, s))
+    parallel.barrier("unreadable checkpoints moved")
+    mngr.reload()
+  logging.info("resumed from step %d", start)
+  return tree["state"], np.float64(tree["elapsed"])
 
 
 def restore_params(config: Any, workdir: str, frames: list[Frame] | None = None):
-  """(avatar, params, train_info) of the newest checkpoint in WORKDIR, for evaluation and rendering.
+  """(avatar, params, train_info) of the newest checkpoint in WORKDIR that can be restored, for evaluation
+  and rendering (a damaged newer one is passed over with a warning: checkpoint.restore_latest).
 
   `frames`: the training frames when the caller has them (`load_training_frames`), else loaded here.
   Process-local: in a multi-process run only the calling process reads (process 0 evaluates alone).
   """
-  if frames is None:
-    _, frames = load_training_frames(config, workdir)
-  av = build_avatar(config, frames, workdir)
-  params = avatar_lib.init_params(av, jax.random.key(config.seed))
-  optimizer = optim.make_optimizer(config.optim, params, int(config.train.steps))
-  template = {"state": step_lib.init_state(params, optimizer, config.seed), "elapsed": np.float64(0.0)}
-  mngr = checkpoint.manager(workdir, config.train.keep_checkpoints, process_local=True)
-  restored = checkpoint.restore_latest(mngr, template)
-  if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
-                            "(--mode=train) with this --workdir")
-  step, tree = restored
+  with contextlib.closing(checkpoint.manager(workdir, config.train.keep_checkpoints, process_local=True)) as mngr:
+    if not mngr.all_steps():  # before any compute
+      raise errors.MissingInputError(f"no checkpoint in {mngr.directory}: train first (--mode=train) with this "
+                                     "--workdir")
+    if frames is None:
+      _, frames = load_training_frames(config, workdir)
+    av = build_avatar(config, frames, workdir)
+    params = avatar_lib.init_params(av, jax.random.key(config.seed))
+    optimizer = optim.make_optimizer(config.optim, params, int(config.train.steps))
+    template = {"state": step_lib.init_state(params, optimizer, config.seed), "elapsed": np.float64(0.0)}
+    step, tree = checkpoint.restore_latest(mngr, template)  # the newest that can be restored
   return av, tree["state"].params, {"train_steps": int(step), "train_seconds": float(tree["elapsed"])}
 
 

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmgs_jax import errors
+
 _EPS = 1e-8
 
 
@@ -294,7 +296,7 @@ def active_weights(loss_config: Any) -> dict[str, float]:
   for name in loss_config:
     w = float(loss_config[name].weight)
     if w < 0:
-      raise ValueError(f"config.loss.{name}.weight must be >= 0, got {w}")
+      raise errors.ConfigError(f"config.loss.{name}.weight must be >= 0, got {w}")
     if w > 0:
       weights[name] = w
   return weights

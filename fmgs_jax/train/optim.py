@@ -14,6 +14,8 @@ import jax
 import numpy as np
 import optax
 
+from fmgs_jax import errors
+
 
 def _path_str(path) -> str:
   parts = []
@@ -50,8 +52,8 @@ def param_labels(params: Any, groups_config: Any) -> Any:
 
   labels = jax.tree_util.tree_map_with_path(label, params)
   if problems:
-    raise ValueError("config.optim.groups: every parameter must match exactly one group pattern; "
-                     + "; ".join(problems))
+    raise errors.ConfigError("config.optim.groups: every parameter must match exactly one group pattern; "
+                             + "; ".join(problems))
   return labels
 
 
@@ -63,15 +65,15 @@ def learning_rate_schedule(group_config: Any, total_steps: int, name: str) -> op
   """
   lr, lr_final = float(group_config.lr), float(group_config.lr_final)
   if lr < 0 or not np.isfinite(lr):
-    raise ValueError(f"config.optim.groups.{name}.lr must be >= 0 (0 freezes the group), got {lr}")
+    raise errors.ConfigError(f"config.optim.groups.{name}.lr must be >= 0 (0 freezes the group), got {lr}")
   if lr == 0 or lr_final <= 0 or lr_final == lr:
     return optax.constant_schedule(lr)
   steps = int(group_config.decay_steps) or int(total_steps)
   if steps == 0:  # a run of 0 steps (evaluating the untrained template) takes no step to decay over
     return optax.constant_schedule(lr)
   if steps < 0:
-    raise ValueError(f"config.optim.groups.{name}: decay over {steps} steps; set its decay_steps or "
-                     f"train.steps > 0")
+    raise errors.ConfigError(f"config.optim.groups.{name}: decay over {steps} steps; set its decay_steps or "
+                             f"train.steps > 0")
   return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr,
                                  end_value=lr_final)
 

@@ -30,6 +30,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 
+from fmgs_jax import errors
+
 DATA_AXIS = "data"
 DISTRIBUTED_MODES = ("auto", "on", "off")
 
@@ -66,15 +68,17 @@ def local_device_ids(spec: str, environ: Mapping[str, str] | None = None) -> lis
   if spec == "all":
     visible = env.get("CUDA_VISIBLE_DEVICES", "").strip()
     if not visible:
-      raise ValueError("config parallel.local_device_ids = 'all' counts the GPUs in CUDA_VISIBLE_DEVICES, which "
-                       "is not set: list the ids instead, e.g. --config.parallel.local_device_ids=0,1,2,3")
+      raise errors.ConfigError(
+          "config parallel.local_device_ids = 'all' counts the GPUs in CUDA_VISIBLE_DEVICES, which "
+          "is not set: list the ids instead, e.g. --config.parallel.local_device_ids=0,1,2,3")
     return list(range(len(visible.split(","))))
   try:
     ids = [int(x) for x in spec.split(",")]
   except ValueError:
-    raise ValueError(f"config parallel.local_device_ids: {spec!r}, expected '', 'all' or ids like 0,1,2,3") from None
+    raise errors.ConfigError(
+        f"config parallel.local_device_ids: {spec!r}, expected '', 'all' or ids like 0,1,2,3") from None
   if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
-    raise ValueError(f"config parallel.local_device_ids: {spec!r}, expected distinct non-negative ids")
+    raise errors.ConfigError(f"config parallel.local_device_ids: {spec!r}, expected distinct non-negative ids")
   return ids
 
 
@@ -100,7 +104,7 @@ def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] |
   env = os.environ if environ is None else environ
   mode = parallel_cfg.distributed
   if mode not in DISTRIBUTED_MODES:
-    raise ValueError(f"config parallel.distributed: {mode!r}, expected one of {DISTRIBUTED_MODES}")
+    raise errors.ConfigError(f"config parallel.distributed: {mode!r}, expected one of {DISTRIBUTED_MODES}")
   if jax.distributed.is_initialized():
     return True
   if mode == "off":
@@ -116,9 +120,9 @@ def maybe_initialize_distributed(parallel_cfg: Any, environ: Mapping[str, str] |
     if not (address or (num or 0) > 1 or launched > 1):
       return False
   if address is not None and ":" not in address:
-    raise ValueError(f"config parallel.coordinator_address: {address!r}, expected host:port of process 0")
+    raise errors.ConfigError(f"config parallel.coordinator_address: {address!r}, expected host:port of process 0")
   if num is not None and pid is not None and not 0 <= pid < num:
-    raise ValueError(f"config parallel.process_id = {pid} is not in [0, parallel.num_processes = {num})")
+    raise errors.ConfigError(f"config parallel.process_id = {pid} is not in [0, parallel.num_processes = {num})")
   local = local_device_ids(parallel_cfg.local_device_ids, env)
   logging.info("jax.distributed.initialize(coordinator_address=%s, num_processes=%s, process_id=%s, "
                "local_device_ids=%s)", address, num, pid, local)
@@ -145,11 +149,11 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   total = jax.device_count()
   n = int(num_devices) or total
   if n < 0 or n > total:
-    raise ValueError(f"config parallel.num_devices = {num_devices}: {total} devices are visible "
-                     "(0 = all)")
+    raise errors.ConfigError(f"config parallel.num_devices = {num_devices}: {total} devices are visible "
+                             "(0 = all)")
   if n % procs:
-    raise ValueError(f"config parallel.num_devices = {n} is not a multiple of the {procs} processes: each "
-                     "process must hold the same number of devices")
+    raise errors.ConfigError(f"config parallel.num_devices = {n} is not a multiple of the {procs} processes: each "
+                             "process must hold the same number of devices")
   per = n // procs
   by_process = {}
   for d in jax.devices():
@@ -173,8 +177,9 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size < 1 or batch_size % n:
     ok = ", ".join(str(n * k) for k in range(1, 4))
-    raise ValueError(f"config train.batch_size = {batch_size} (the global batch) must be a positive multiple of "
-                     f"the {n} devices on the data axis (e.g. {ok}), or set --config.parallel.num_devices")
+    raise errors.ConfigError(
+        f"config train.batch_size = {batch_size} (the global batch) must be a positive multiple of "
+        f"the {n} devices on the data axis (e.g. {ok}), or set --config.parallel.num_devices")
 
 
 def local_rows(mesh: Mesh, batch_size: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fmgs_jax import errors
 from fmgs_jax.render import Camera, rasterize
 from fmgs_jax.train import isolation
 from fmgs_jax.train import losses
@@ -86,8 +87,8 @@ def check_priors(weights: Mapping[str, float], frames) -> None:
   """A prior loss with a non-zero weight needs that prior on every frame: say which, before compute."""
   for term, field in PRIOR_TERMS.items():
     if weights.get(term, 0.0) and getattr(frames, field) is None:
-      raise ValueError(f"config loss.{term}.weight = {weights[term]} but the frames have no {field}: "
-                       f"run --mode=priors first (or set --config.loss.{term}.weight=0)")
+      raise errors.ConfigError(f"config loss.{term}.weight = {weights[term]} but the frames have no {field}: "
+                               f"run --mode=priors first (or set --config.loss.{term}.weight=0)")
 
 
 def make_loss_fns(loss_cfg: Any, batch: Batch, key: jax.Array, background_rgb: jnp.ndarray,

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from absl import logging
 import numpy as np
 
+from fmgs_jax import errors
 from fmgs_jax.data import DatasetError, load_dataset
 from fmgs_jax.eval import animate
 from fmgs_jax.view import camera as camera_lib
@@ -44,15 +45,15 @@ def import_viser():
   try:
     import viser  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"--mode=view needs viser, from the `{EXTRA}` extra: pip install -e \".[{EXTRA}]\" "
-                      f"({e})") from None
+    raise errors.MissingPackageError(
+        f"--mode=view needs viser, from the `{EXTRA}` extra: pip install -e \".[{EXTRA}]\" ({e})") from None
   return viser
 
 
 def check_view_config(view: Any) -> None:
   """A clear error naming the `c.view` field that is wrong, before anything is loaded."""
   def bad(field, value, want):
-    raise ValueError(f"config view.{field}: {value!r}, expected {want}")
+    raise errors.ConfigError(f"config view.{field}: {value!r}, expected {want}")
   if not (isinstance(view.port, int) and 0 <= view.port <= 65535):
     bad("port", view.port, "an integer port in [0, 65535] (0 = any free port)")
   for field in ("height", "moving_height", "size_step"):

@@ -124,7 +124,7 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys):
   def runner(cmd, log, cwd):
     name = os.path.basename(_arg(cmd, "--workdir"))
     ran.append(name)
-    if name == "bad_value":  # a real process: main rejects the value (exit 1) before any compute
+    if name == "bad_value":  # a real process: main rejects the value (a user error, exit 2) before any compute
       return ablations.run_subprocess(cmd, log, cwd)
     if name == "flaky":
       with open(log, "w") as f:
@@ -138,10 +138,13 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys):
   assert ran == ["bad_value", "flaky", "fine"]
   out = capsys.readouterr().out
   assert "boom in flaky" in out and "FAILED (exit 3)" in out
+  # A user error is reported as its one line.
+  assert "bad_value: FAILED (exit 2) after 0:00:0" in out and ": fmgs_jax.main: error: flag --config.train.steps" in out
   log = open(os.path.join(workdir, "bad_value", "launch.log")).read()
-  assert "fmgs_jax.main: flag --config.train.steps=not_a_number: invalid literal for int()" in log
+  assert log.rstrip().endswith("fmgs_jax.main: error: flag --config.train.steps=not_a_number: invalid literal for "
+                              "int() with base 10: 'not_a_number'")
   _, rows = _rows(open(os.path.join(workdir, "ablations.md")).read())
-  assert rows["bad_value"]["status"] == "failed (exit 1)"
+  assert rows["bad_value"]["status"] == "failed (exit 2)"
   assert rows["flaky"]["status"] == "failed (exit 3)" and rows["flaky"]["novel_view psnr ↑"] == "–"
   assert rows["fine"]["status"] == "done" and rows["fine"]["novel_view psnr ↑"] == "20"
   # Again: the failed runs are retried, the finished one is skipped.
@@ -156,9 +159,10 @@ def test_bad_arguments_stop_before_any_run(tmp_path, capsys):
 
   base = [f"--config={CONFIG}", f"--workdir={tmp_path}"]
   assert ablations.main(base + ["--override", "loss.dept.weight=0"], runner=never) == 2
-  assert "override loss.dept.weight: loss has no field 'dept'" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert err == "ablations: error: --override: loss.dept.weight: no such field; did you mean loss.depth.weight?\n"
   assert ablations.main(base, grid={"x": {"model.primitiv": "3dgs"}}, runner=never) == 2
-  assert "grid run x: override model.primitiv" in capsys.readouterr().err
+  assert "grid run x: model.primitiv: no such field; did you mean model.primitive?" in capsys.readouterr().err
   assert ablations.main(base + ["--override", "train.steps"], runner=never) == 2
   assert "expected key=value" in capsys.readouterr().err
   assert ablations.main(base + ["--only", "full,nope"], runner=never) == 2

@@ -84,7 +84,7 @@ def test_bad_arguments_fail_before_running(tmp_path, capsys):
   base = [f"--config={ZJU_CONFIG}", f"--workdir={tmp_path / 'runs'}"]
   never = lambda *args: pytest.fail("nothing may run")
   assert subjects.main(base + [f"--subjects=a:{a}", "--override", "train.stepz=3"], runner=never) == 2
-  assert "train has no field 'stepz'" in capsys.readouterr().err
+  assert "subjects: error: --override: train.stepz: no such field; did you mean train.steps?" in capsys.readouterr().err
   assert subjects.main(base + [f"--subjects=a:{a},b:{tmp_path / 'nope'}"], runner=never) == 2
   assert f"subject b: dataset folder {tmp_path / 'nope'} not found" in capsys.readouterr().err
   assert subjects.main(base + [f"--subjects=a:{a}", "--submit"], runner=never) == 2
@@ -161,9 +161,10 @@ def test_slurm_array_script_runs_the_real_command_and_resumes(tmp_path, capsys):
   subprocess.run(["bash", script], env={**env, "SLURM_ARRAY_TASK_ID": "0"}, check=False, timeout=300)
   run = os.path.join(workdir, "female-3-casual")
   status = json.load(open(os.path.join(run, subjects.STATUS_FILE)))
-  assert status["name"] == "female-3-casual" and status["status"] == "failed" and status["exit_code"] == 1
+  assert status["name"] == "female-3-casual" and status["status"] == "failed" and status["exit_code"] == 2
   log = open(os.path.join(run, subjects.LOG_FILE)).read()
-  assert "DatasetError" in log and empty_root in log
+  last = log.rstrip().split("\n")[-1]  # a user error: one line, no traceback
+  assert last.startswith("fmgs_jax.main: error: ") and empty_root in last and "Traceback" not in log
   resolved = json.load(open(os.path.join(run, "config.json")))  # main parsed every flag and wrote its config
   assert resolved["data"]["subject"] == "female-3-casual" and resolved["data"]["root"] == empty_root
   assert resolved["data"]["frames"]["train"] == [0, 446, 4] and resolved["train"]["steps"] == 5
