@@ -1,4 +1,4 @@
-"""Command line: `python -m fmgs_jax.main --config=configs/X.py --workdir=DIR --mode=train|eval|render|priors`.
+"""Command line: `python -m fmgs_jax.main --config=configs/X.py --workdir=DIR --mode=train|eval|render|priors|fit|view`.
 
 A thin driver (as in the Flax examples): parse flags, validate, write the resolved config, dispatch by mode.
 Every experiment is a `--config.x.y=v` override; a mistyped override fails before any compute starts.
