@@ -18,7 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from configs import default  # pylint: disable=g-import-not-at-top
 
 
-def get_config():
+def get_config(variant: str = ""):
+  """The quickstart's config; `configs/synthetic.py:tiny` is the tests' 48-pixel, untrained variant."""
+  if variant not in ("", "tiny"):
+    raise ValueError(f"configs/synthetic.py: unknown variant {variant!r} (known: tiny)")
   c = default.get_config()
   c.data.name = "synthetic"
   c.body.convention = c.data.synthetic.get_ref("convention")  # the template in the frame the capture's poses use
@@ -74,4 +77,21 @@ def get_config():
   c.train.log_every = 25
   c.train.image_every = 100
   c.train.checkpoint_every = 100
+  if variant == "tiny":
+    _make_tiny(c)
   return c
+
+
+def _make_tiny(c):
+  """48 x 48, 2 training frames, 1 held-out frame per split, 1000 faces, small fields, 0 steps (the
+  initial avatar's checkpoint), no subject fit (tests/fit has its own): for tests about plumbing."""
+  c.fit.enabled = False  # the subject fit has its own tests (tests/fit)
+  s = c.data.synthetic
+  s.height, s.width, s.focal = 48, 48, 80.0  # small enough for CPU tests, the body still fills the frame
+  s.num_train_frames, s.num_novel_pose_frames, s.num_novel_view_cameras, s.num_novel_view_frames = 2, 1, 1, 1  # one frame per split
+  s.supersample = 1  # no anti-aliased ground truth needed
+  c.body.num_faces = 1000  # 1000 surfels
+  c.model.grid.num_levels, c.model.grid.log2_table_size, c.model.grid.max_resolution = 4, 10, 64  # tiny hash grid
+  c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8  # tiny skinning grid
+  c.model.geometry_hidden, c.model.tilt_hidden, c.model.skinning_hidden = (16,), (16,), (16,)  # one narrow layer each
+  c.train.steps = 0  # a checkpoint of the initial avatar

@@ -10,7 +10,7 @@ This module imports nothing of the package: every layer can raise these.
 """
 
 import difflib
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class UserError(Exception):
@@ -40,6 +40,16 @@ def one_line(error: BaseException) -> str:
     text = error.args[0]  # str(KeyError) adds quotes
   lines = [l.strip() for l in text.splitlines() if l.strip()]
   return "; ".join(lines) or type(error).__name__
+
+
+def config_keys(config: Any, prefix: str = "") -> list[str]:
+  """Every dotted field path of a ConfigDict (`train`, `train.steps`, ...), inner fields included."""
+  keys = []
+  for k, v in config.items():
+    keys.append(prefix + k)
+    if hasattr(v, "items"):
+      keys += config_keys(v, prefix + k + ".")
+  return keys
 
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:

@@ -43,16 +43,6 @@ def fail(message: str) -> NoReturn:
   os._exit(2)  # pylint: disable=protected-access
 
 
-def config_keys(config: Any, prefix: str = "") -> list[str]:
-  """Every dotted field path of a ConfigDict (`train`, `train.steps`, ...), inner fields included."""
-  keys = []
-  for k, v in config.items():
-    keys.append(prefix + k)
-    if hasattr(v, "items"):
-      keys += config_keys(v, prefix + k + ".")
-  return keys
-
-
 def _config_arg(argv: list[str]) -> str | None:
   """The value of --config in `argv` (`--config=PATH` or `--config PATH`), or None."""
   for i, a in enumerate(argv):
@@ -74,7 +64,7 @@ def unknown_override(argv: list[str]) -> str | None:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(*arg)
-  keys = set(config_keys(config))
+  keys = set(errors.config_keys(config))
   for a in argv[1:]:
     if not a.startswith("--config."):
       continue

@@ -118,18 +118,8 @@ def check_keys(config, overrides: Mapping[str, str], where: str) -> None:
     node = config
     for part in key.split("."):
       if part not in (list(node.keys()) if hasattr(node, "keys") else []):
-        raise LaunchError(f"{where}: {key}: no such field{errors.did_you_mean(key, _field_paths(config))}")
+        raise LaunchError(f"{where}: {key}: no such field{errors.did_you_mean(key, errors.config_keys(config))}")
       node = node[part]
-
-
-def _field_paths(config, prefix: str = "") -> list[str]:
-  """Every dotted field path of a ConfigDict, inner fields included."""
-  out = []
-  for k, v in config.items():
-    out.append(prefix + k)
-    if hasattr(v, "items"):
-      out += _field_paths(v, prefix + k + ".")
-  return out
 
 
 def command(config_path: str, run_dir: str, overrides: Mapping[str, str]) -> list[str]:

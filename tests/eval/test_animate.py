@@ -264,18 +264,8 @@ H = W = 48
 
 
 def _tiny_config(data_root):
-  c = synthetic.get_config()
-  c.fit.enabled = False  # the subject fit has its own tests (tests/fit)
-  s = c.data.synthetic
-  s.height, s.width, s.focal = H, W, 80.0
-  s.num_train_frames, s.num_novel_pose_frames, s.num_novel_view_cameras, s.num_novel_view_frames = 2, 1, 1, 1
-  s.supersample = 1
+  c = synthetic.get_config("tiny")  # 0 steps: the test is about posing and cameras
   c.data.root = data_root
-  c.body.num_faces = 1000
-  c.model.grid.num_levels, c.model.grid.log2_table_size, c.model.grid.max_resolution = 4, 10, 64
-  c.model.skinning_grid.num_levels, c.model.skinning_grid.log2_table_size = 2, 8
-  c.model.geometry_hidden, c.model.tilt_hidden, c.model.skinning_hidden = (16,), (16,), (16,)
-  c.train.steps = 0  # a checkpoint of the initial avatar: the test is about posing and cameras
   return c
 
 
