@@ -23,24 +23,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "synthetic.py")
 PREFIX = "fmgs_jax.main: error: "
 
-# The tiny run, as `--config.x=v` overrides (the subprocesses) and applied to a ConfigDict (in-process).
+# The tiny run: configs/synthetic.py:tiny with these `--config.x=v` overrides (the subprocesses), or
+# applied to its ConfigDict (in-process).
 TINY = {
-    "fit.enabled": False,  # the subject fit has its own tests (tests/fit)
     "data.synthetic.height": 32, "data.synthetic.width": 32, "data.synthetic.focal": 53.0,
-    "data.synthetic.num_train_frames": 2, "data.synthetic.num_novel_pose_frames": 1,
-    "data.synthetic.num_novel_view_cameras": 1, "data.synthetic.num_novel_view_frames": 1,
-    "data.synthetic.supersample": 1,
-    "body.num_faces": 1000,
-    "model.grid.num_levels": 4, "model.grid.log2_table_size": 10, "model.grid.max_resolution": 64,
-    "model.skinning_grid.num_levels": 2, "model.skinning_grid.log2_table_size": 8,
-    "model.geometry_hidden": (16,), "model.tilt_hidden": (16,), "model.skinning_hidden": (16,),
     "loss.depth.num_pairs": 64,
     "train.steps": 4, "train.checkpoint_every": 2, "train.log_every": 1, "train.image_every": 1000,
 }
 
 
 def tiny_config(data_root: str):
-  c = synthetic.get_config()
+  c = synthetic.get_config("tiny")
   for key, value in TINY.items():
     *parents, leaf = key.split(".")
     node = c
@@ -56,7 +49,7 @@ def run_main(workdir: str, *args: str, data_root: str = "") -> subprocess.Comple
   overrides = [f"--config.{k}={v}" for k, v in TINY.items()]
   if data_root:
     overrides.append(f"--config.data.root={data_root}")
-  cmd = [sys.executable, "-m", "fmgs_jax.main", f"--config={CONFIG}", f"--workdir={workdir}", *overrides, *args]
+  cmd = [sys.executable, "-m", "fmgs_jax.main", f"--config={CONFIG}:tiny", f"--workdir={workdir}", *overrides, *args]
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
