@@ -174,6 +174,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.depth.num_pairs = 4096  # random pixel pairs inside the mask per image
   c.loss.normal_depth = ml_collections.ConfigDict()
   c.loss.normal_depth.weight = 0.05  # L_sn, rendered normal vs depth normal (2DGS normal consistency: 0.05)
+  c.loss.normal_depth.form = "l1"  # paper: ||N - N^||_1 | cosine: 2DGS's 1 - cos
   c.loss.normal_prior = ml_collections.ConfigDict()
   c.loss.normal_prior.weight = 0.1  # L_n, 1 - cos vs the prior normal (starting point, to be tuned)
   c.loss.normal_tv = ml_collections.ConfigDict()
@@ -187,33 +188,33 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.iso = ml_collections.ConfigDict()
   c.loss.iso.weight = 1.0  # L_iso, neighbour distances kept (3DGS-Avatar lambda_aiap_xyz: 1.0)
 
-  # Selective gradient isolation (fmgs_jax/train/isolation.py): the paper's table. `quantities[loss]`
-  # names the surfel quantities (inputs of the rasterizer or of the loss) the loss may send gradient
-  # through, comma-separated, "*" = all; `groups[loss]` likewise names optimiser parameter groups
-  # (c.optim.groups). Quantity names: means, rotations, scales, opacities, colors, semantics, plus what
-  # the regularisers read (skinning_weights, semantic_features, ...).
+  # Selective gradient isolation (fmgs_jax/train/isolation.py): the paper's table (Sec. 4.5, which
+  # states it as blocks). `quantities[loss]` names the surfel quantities (inputs of the rasterizer or of
+  # the loss) the loss may send gradient through: "*" all, "a,b" only those, "-a,-b" all but those;
+  # `groups[loss]` likewise names optimiser parameter groups (c.optim.groups). Quantity names: means,
+  # rotations, scales, opacities, colors, semantics, plus what the regularisers read
+  # (skinning_weights, semantic_features, ...). A loss blocked from position is blocked at both levels:
+  # no cotangent through `means`, and no update of the groups whose parameters move positions
+  # (position, non_rigid = geometry field and pose encoder, skinning, pose_refine), so shared weights
+  # cannot move positions either. Rotation blocks act on the rotation cotangent only: the groups that
+  # move positions also turn the face frames, and blocking them too would leave depth only opacities.
   c.isolation = ml_collections.ConfigDict()
   c.isolation.enabled = True  # False: every loss updates everything (the plain summed gradient)
+  c.isolation.preset = "paper"  # paper: the rows below | strict: depth -> means, normals -> rotations, semantics -> semantics only
   c.isolation.vectorize = False  # pull the per-row cotangents through the renderer in one vmapped VJP
+  position_movers = "-position,-non_rigid,-skinning,-pose_refine"  # groups whose parameters move means
   c.isolation.quantities = ml_collections.ConfigDict()
-  c.isolation.quantities.rgb = "*"  # photometric: what it touches
-  c.isolation.quantities.mask = "*"  # mask: what it touches
-  c.isolation.quantities.depth = "means"  # depth: position only (blocked to rotation)
-  c.isolation.quantities.normal_depth = "rotations"  # normals: rotation only (blocked to position)
-  c.isolation.quantities.normal_prior = "rotations"  # normals: rotation only
-  c.isolation.quantities.normal_tv = "rotations"  # normals: rotation only
-  c.isolation.quantities.semantic = "semantics"  # semantics: semantic field only
-  c.isolation.quantities.semantic_reg = "*"  # regulariser: what it touches
-  c.isolation.quantities.skin = "*"  # regulariser: what it touches
-  c.isolation.quantities.iso = "*"  # regulariser: what it touches
-  # Parameter groups: the paper's normal losses update rotation only, so they may reach only the tilt
-  # MLP (and free Gaussians' own rotations); a quantity mask alone would still let their updates of
-  # the shared geometry grid and MLP move positions (fields/decoders.py, TiltDecoder).
   c.isolation.groups = ml_collections.ConfigDict()
-  for name in c.isolation.quantities:
+  for name in ("rgb", "mask", "semantic_reg", "skin", "iso"):
+    c.isolation.quantities[name] = "*"  # photometric, mask and regularisers: what they touch
     c.isolation.groups[name] = "*"
+  c.isolation.quantities.depth = "-rotations"  # "depth losses block gradients to Gaussian rotation parameters"
+  c.isolation.groups.depth = "*"  # the rotation cotangent is zero; see above
   for name in ("normal_depth", "normal_prior", "normal_tv"):
-    c.isolation.groups[name] = "tilt,rotation"
+    c.isolation.quantities[name] = "-means"  # "normal losses block gradients to Gaussian position parameters"
+    c.isolation.groups[name] = position_movers  # ... nor through weights that move positions
+  c.isolation.quantities.semantic = "-means,-rotations"  # "semantic losses block gradients to both position and rotation parameters"
+  c.isolation.groups.semantic = position_movers  # ... nor through weights that move positions
 
   # Optimiser (fmgs_jax/train/optim.py): Adam per parameter group; a parameter joins the group whose
   # `pattern` (a regex searched in its "/"-joined path) matches; exactly one must match. Learning rates

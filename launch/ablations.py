@@ -47,6 +47,8 @@ def _priors_on(*names: str) -> dict[str, str]:
 GRID: dict[str, dict[str, str]] = {
     "full": {},
     "no_isolation": {"isolation.enabled": "False"},
+    "strict_isolation": {"isolation.preset": "strict"},
+    "cosine_sn": {"loss.normal_depth.form": "cosine"},
     "no_normal_prior": {"loss.normal_prior.weight": "0", "loss.normal_depth.weight": "0",
                         "loss.normal_tv.weight": "0"},
     "no_depth_prior": {"loss.depth.weight": "0"},

@@ -34,13 +34,47 @@ from fmgs_jax import errors
 ALL = None  # a row entry that allows everything
 
 
-def _parse_names(text: str, where: str) -> frozenset[str] | None:
+@dataclasses.dataclass(frozen=True)
+class Except:
+  """A row entry that allows everything but `names` (the paper states its table as blocks)."""
+  names: frozenset[str]
+
+
+Allowed = Any  # ALL (None), a frozenset of the allowed names, or Except(blocked names)
+
+
+def allows(allowed: Allowed, name: str) -> bool:
+  """Whether a row entry lets gradient through `name`."""
+  if allowed is ALL:
+    return True
+  if isinstance(allowed, Except):
+    return name not in allowed.names
+  return name in allowed
+
+
+def named(allowed: Allowed) -> frozenset[str]:
+  """The names a row entry mentions (allowed or blocked), to check them against what exists."""
+  if allowed is ALL:
+    return frozenset()
+  return allowed.names if isinstance(allowed, Except) else allowed
+
+
+def _parse_names(text: str, where: str) -> Allowed:
+  """'*' -> ALL; 'a,b' -> only a and b; '-a,-b' (or '*,-a,-b') -> all but a and b."""
   if not isinstance(text, str):
-    raise errors.ConfigError(f"{where} must be a comma-separated string of names or '*', got {text!r}")
-  names = frozenset(t.strip() for t in text.split(",") if t.strip())
+    raise errors.ConfigError(f"{where} must be a comma-separated string of names, '*', or '-name' blocks, "
+                             f"got {text!r}")
+  names = [t.strip() for t in text.split(",") if t.strip()]
   if not names:
     raise errors.ConfigError(f"{where} is empty; use '*' for everything or set the loss weight to 0")
-  return ALL if "*" in names else names
+  blocked = frozenset(t[1:].strip() for t in names if t.startswith("-"))
+  kept = frozenset(t for t in names if not t.startswith("-"))
+  if blocked:
+    if kept - {"*"}:
+      raise errors.ConfigError(f"{where} = {text!r} mixes allowed names {sorted(kept - {'*'})} with blocked "
+                               f"'-' names; write either the allowed names or the blocked ones")
+    return Except(blocked)
+  return ALL if "*" in kept else kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +82,13 @@ class IsolationTable:
   """Static (hashable) table: loss -> allowed quantities and allowed parameter groups.
 
   Attributes:
-    quantities: ((loss, frozenset of quantity names or None = all), ...).
-    groups: ((loss, frozenset of parameter-group labels or None = all), ...).
+    quantities: ((loss, allowed quantity names: a frozenset, Except(blocked) or None = all), ...).
+    groups: ((loss, allowed parameter-group labels, likewise), ...).
   """
-  quantities: tuple[tuple[str, frozenset[str] | None], ...]
-  groups: tuple[tuple[str, frozenset[str] | None], ...]
+  quantities: tuple[tuple[str, Allowed], ...]
+  groups: tuple[tuple[str, Allowed], ...]
 
-  def row(self, loss: str) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+  def row(self, loss: str) -> tuple[Allowed, Allowed]:
     """(allowed quantities, allowed groups) of `loss`; raises ValueError when the table lacks it."""
     q, g = dict(self.quantities), dict(self.groups)
     if loss not in q or loss not in g:
@@ -68,37 +102,66 @@ def no_isolation(loss_names) -> IsolationTable:
   return IsolationTable(tuple((k, ALL) for k in loss_names), tuple((k, ALL) for k in loss_names))
 
 
-def table_from_config(isolation_config: Any, loss_names) -> IsolationTable:
+# Named tables that replace the config's rows of the losses they list. "paper" is the config's own
+# table (configs/default.py writes the paper's rows out). "strict" is the stricter table this project
+# trained with before the paper's was made the default: depth may move positions only, the normal
+# terms rotations only (tilt field and free rotations), semantics the semantic field only.
+_NORMALS = ("normal_depth", "normal_prior", "normal_tv")
+PRESETS = {
+    "paper": {},
+    "strict": {
+        "quantities": {"depth": "means", "semantic": "semantics", **{k: "rotations" for k in _NORMALS}},
+        "groups": {"depth": "*", "semantic": "*", **{k: "tilt,rotation" for k in _NORMALS}},
+    },
+}
+
+
+def table_from_config(isolation_config: Any, loss_names, group_names=None) -> IsolationTable:
   """Builds the table for the losses in use from `config.isolation`.
 
   Args:
-    isolation_config: `config.isolation` (enabled, quantities.<loss>, groups.<loss>).
+    isolation_config: `config.isolation` (enabled, preset, quantities.<loss>, groups.<loss>); a row
+      reads "*" (everything), "a,b" (only a and b) or "-a,-b" (everything but a and b).
     loss_names: the active loss terms (e.g. `losses.active_weights(config.loss)`).
+    group_names: the optimiser's parameter groups (`config.optim.groups`); when given, a group row
+      naming another is an error.
   """
   loss_names = list(loss_names)
   if not isolation_config.enabled:
     return no_isolation(loss_names)
+  preset = isolation_config.get("preset", "paper")
+  if preset not in PRESETS:
+    raise errors.ConfigError(f"config.isolation.preset = {preset!r}: expected one of {sorted(PRESETS)}")
   rows_q, rows_g = [], []
   for k in loss_names:
     for field, rows in (("quantities", rows_q), ("groups", rows_g)):
       section = isolation_config[field]
+      if k in PRESETS[preset].get(field, {}):
+        rows.append((k, _parse_names(PRESETS[preset][field][k], f"isolation preset {preset!r} {field}.{k}")))
+        continue
       if k not in section:
         raise errors.ConfigError(f"config.isolation.{field}.{k} is missing: add a row for loss {k!r} "
                                  f"('*' lets it update everything)")
       rows.append((k, _parse_names(section[k], f"config.isolation.{field}.{k}")))
+  if group_names is not None:
+    for k, allowed in rows_g:
+      unknown = set(named(allowed)) - set(group_names)
+      if unknown:
+        raise errors.ConfigError(f"config.isolation.groups.{k} names {sorted(unknown)}, not parameter groups "
+                                 f"(config.optim.groups: {sorted(group_names)})")
   return IsolationTable(tuple(rows_q), tuple(rows_g))
 
 
-def _mask_quantities(ct: Mapping[str, Any], allowed: frozenset[str] | None) -> dict[str, Any]:
+def _mask_quantities(ct: Mapping[str, Any], allowed: Allowed) -> dict[str, Any]:
   if allowed is ALL:
     return dict(ct)
-  return {name: v if name in allowed else jax.tree.map(jnp.zeros_like, v) for name, v in ct.items()}
+  return {name: v if allows(allowed, name) else jax.tree.map(jnp.zeros_like, v) for name, v in ct.items()}
 
 
-def _mask_groups(grads: Any, labels: Any, allowed: frozenset[str] | None) -> Any:
+def _mask_groups(grads: Any, labels: Any, allowed: Allowed) -> Any:
   if allowed is ALL:
     return grads
-  return jax.tree.map(lambda g, label: g if label in allowed else jnp.zeros_like(g), grads, labels)
+  return jax.tree.map(lambda g, label: g if allows(allowed, label) else jnp.zeros_like(g), grads, labels)
 
 
 def _add(a, b):
@@ -157,7 +220,7 @@ def isolated_value_and_grad(
   rows: dict[tuple, list] = {}  # (allowed quantities, allowed groups) -> [sum of d/drendered, d/dquantities]
   for k in terms:
     allowed_q, allowed_g = table.row(k)
-    unknown = set() if allowed_q is ALL else set(allowed_q) - set(quantities)
+    unknown = set(named(allowed_q)) - set(quantities)
     if unknown:
       raise ValueError(f"isolation row of loss {k!r} names unknown quantities {sorted(unknown)}; "
                        f"build_fn gives {sorted(quantities)}")

@@ -201,15 +201,33 @@ def cosine_loss(a: jnp.ndarray, b: jnp.ndarray, weight: jnp.ndarray | None = Non
   return _weighted_mean(1.0 - dot / norm, weight)
 
 
+def l1_normal_loss(a: jnp.ndarray, b: jnp.ndarray, weight: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Weighted mean over pixels of ||a - b||_1 (summed over the 3 components).
+
+  Args:
+    a, b: (H, W, 3) normal maps, compared as they are (the rendered normal is alpha-weighted, so a
+      pixel the surfels do not cover fully also pays for its missing opacity).
+    weight: (H, W) per-pixel weight; None = uniform.
+  """
+  return _weighted_mean(jnp.sum(jnp.abs(a - b), axis=-1), weight)
+
+
+NORMAL_FORMS = {"l1": l1_normal_loss, "cosine": cosine_loss}
+
+
 def normal_consistency_loss(normal: jnp.ndarray, depth: jnp.ndarray, K: jnp.ndarray,
-                            weight: jnp.ndarray | None = None) -> jnp.ndarray:
-  """L_sn: 1 - cos between the rendered normal and the normal of the rendered depth.
+                            weight: jnp.ndarray | None = None, form: str = "l1") -> jnp.ndarray:
+  """L_sn between the rendered normal N and the normal N^ of the rendered depth.
+
+  form "l1": the paper's ||N - N^||_1; "cosine": 1 - cos(N, N^), 2DGS's normal consistency.
 
   Args:
     normal: (H, W, 3) rendered camera-space normal. depth: (H, W) rendered depth. K: (3, 3).
     weight: (H, W), e.g. the mask.
   """
-  return cosine_loss(normal, depth_to_normal(depth, K), weight)
+  if form not in NORMAL_FORMS:
+    raise errors.ConfigError(f"config.loss.normal_depth.form = {form!r}: expected one of {sorted(NORMAL_FORMS)}")
+  return NORMAL_FORMS[form](normal, depth_to_normal(depth, K), weight)
 
 
 def normal_prior_loss(normal: jnp.ndarray, prior_normal: jnp.ndarray,

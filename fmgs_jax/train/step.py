@@ -122,7 +122,9 @@ def make_loss_fns(loss_cfg: Any, batch: Batch, key: jax.Array, background_rgb: j
     return mean_over(fn, r.depth, batch.prior_depth, mask * (batch.prior_depth > 0), keys)
 
   def normal_depth(r, q):
-    return mean_over(losses.normal_consistency_loss, r.normal, r.depth, batch.K, mask)
+    form = loss_cfg.normal_depth.get("form", "l1")
+    return mean_over(lambda n, d, k, m: losses.normal_consistency_loss(n, d, k, m, form), r.normal, r.depth,
+                     batch.K, mask)
 
   def normal_prior(r, q):
     valid = mask * (jnp.sum(batch.prior_normal ** 2, -1) > 0.5)
@@ -198,7 +200,7 @@ def make_train_step(build_fn: Callable[[Any, Batch], Mapping[str, Any]], config:
       surfels (L_iso).
   """
   weights = losses.active_weights(config.loss)
-  table = isolation.table_from_config(config.isolation, list(weights))
+  table = isolation.table_from_config(config.isolation, list(weights), list(config.optim.groups))
   background_rgb = jnp.asarray(config.train.background, jnp.float32)
   background = jnp.concatenate([background_rgb, jnp.zeros((num_classes,))])
 

@@ -171,18 +171,60 @@ def test_zero_weight_removes_term_and_aux_passes_through():
 
 def test_table_from_config_default_is_the_papers_table_and_errors_are_clear():
   c = _default_config()
-  table = isolation.table_from_config(c.isolation, ["rgb", "depth", "normal_prior", "semantic"])
+  movers = isolation.Except(frozenset({"position", "non_rigid", "skinning", "pose_refine"}))
+  table = isolation.table_from_config(c.isolation, ["rgb", "depth", "normal_prior", "semantic"],
+                                      list(c.optim.groups))
   assert table.row("rgb") == (None, None)
-  assert table.row("depth") == (frozenset({"means"}), None)
-  assert table.row("normal_prior") == (frozenset({"rotations"}), frozenset({"tilt", "rotation"}))
-  assert table.row("semantic") == (frozenset({"semantics"}), None)
+  assert table.row("depth") == (isolation.Except(frozenset({"rotations"})), None)  # "block ... rotation"
+  assert table.row("normal_prior") == (isolation.Except(frozenset({"means"})), movers)  # "block ... position"
+  assert table.row("semantic") == (isolation.Except(frozenset({"means", "rotations"})), movers)
+  c.isolation.preset = "strict"
+  strict = isolation.table_from_config(c.isolation, ["rgb", "depth", "normal_prior", "semantic"])
+  assert strict.row("rgb") == (None, None)
+  assert strict.row("depth") == (frozenset({"means"}), None)
+  assert strict.row("normal_prior") == (frozenset({"rotations"}), frozenset({"tilt", "rotation"}))
+  assert strict.row("semantic") == (frozenset({"semantics"}), None)
+  c.isolation.preset = "lenient"
+  with pytest.raises(ValueError, match="config.isolation.preset"):
+    isolation.table_from_config(c.isolation, ["rgb"])
+  c.isolation.preset = "paper"
   with pytest.raises(ValueError, match="config.isolation.quantities.bogus"):
     isolation.table_from_config(c.isolation, ["bogus"])
+  c.isolation.groups.depth = "-positon"
+  with pytest.raises(ValueError, match="config.isolation.groups.depth.*positon"):
+    isolation.table_from_config(c.isolation, ["depth"], list(c.optim.groups))
+  c.isolation.groups.depth = "means,-rotations"
+  with pytest.raises(ValueError, match="mixes"):
+    isolation.table_from_config(c.isolation, ["depth"])
   bad = _table(dict(Q_ROWS, depth={"meanz"}))
   with pytest.raises(ValueError, match="meanz"):
     isolation.isolated_value_and_grad(_params(), build, render, LOSSES, WEIGHTS, bad, group_labels=LABELS)
+  blocked_bad = isolation.IsolationTable(tuple((k, isolation.Except(frozenset({"meanz"})) if k == "depth" else None)
+                                               for k in WEIGHTS), tuple((k, None) for k in WEIGHTS))
+  with pytest.raises(ValueError, match="meanz"):
+    isolation.isolated_value_and_grad(_params(), build, render, LOSSES, WEIGHTS, blocked_bad)
   with pytest.raises(ValueError, match="group_labels"):
     isolation.isolated_value_and_grad(_params(), build, render, LOSSES, WEIGHTS, _table())
+
+
+def test_blocked_rows_equal_the_naive_gradient_with_the_complement_allowed():
+  """'-a' rows (the paper states its table as blocks) against the naive formulation given the
+  complementary allowed sets written out."""
+  names = {"means", "rotations", "colors", "semantics", "opacities"}
+  groups = set(LABELS.values())
+  q_block = {"rgb": None, "mask": None, "depth": {"rotations"}, "normal": {"means"},
+             "semantic": {"means", "rotations"}, "reg": None}
+  g_block = {k: None for k in WEIGHTS} | {"normal": {"position"}, "semantic": {"position", "opacity"}}
+  ex = lambda rows: tuple((k, None if v is None else isolation.Except(frozenset(v))) for k, v in rows.items())
+  table = isolation.IsolationTable(ex(q_block), ex(g_block))
+  grads = isolation.isolated_value_and_grad(_params(2), build, render, LOSSES, WEIGHTS, table,
+                                            group_labels=LABELS)[2]
+  comp = lambda rows, universe: {k: None if v is None else universe - v for k, v in rows.items()}
+  _assert_tree_close(grads, _naive(_params(2), WEIGHTS, comp(q_block, names), comp(g_block, groups)))
+  sem = isolation.isolated_value_and_grad(_params(2), build, render, LOSSES, {"semantic": 1.0}, table,
+                                          group_labels=LABELS)[2]
+  assert np.all(np.asarray(sem["position"]) == 0) and np.all(np.asarray(sem["rotation"]) == 0)
+  assert np.all(np.asarray(sem["opacity"]) == 0) and np.any(np.asarray(sem["semantic"]) != 0)
 
 
 # --- optimiser -----------------------------------------------------------------------------------

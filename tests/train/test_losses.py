@@ -106,7 +106,15 @@ def test_depth_to_normal_recovers_plane_normal():
   points = np.asarray(losses.depth_to_points(jnp.asarray(depth, jnp.float32), _camera()))
   np.testing.assert_allclose(points @ n, dist, atol=1e-5)
   rendered = jnp.broadcast_to(jnp.asarray(0.7 * n, jnp.float32), (h, w, 3))  # not unit: alpha-weighted
-  assert float(losses.normal_consistency_loss(rendered, jnp.asarray(depth, jnp.float32), _camera())) < 1e-6
+  d = jnp.asarray(depth, jnp.float32)
+  assert float(losses.normal_consistency_loss(rendered, d, _camera(), form="cosine")) < 1e-6
+  # The paper's L1 form compares the vectors themselves: a 0.7-opacity pixel pays 0.3 |n|_1.
+  np.testing.assert_allclose(float(losses.normal_consistency_loss(rendered, d, _camera(), form="l1")),
+                             0.3 * np.abs(n).sum(), rtol=1e-3)
+  assert float(losses.normal_consistency_loss(jnp.broadcast_to(jnp.asarray(n, jnp.float32), (h, w, 3)), d,
+                                              _camera())) < 1e-3
+  with pytest.raises(ValueError, match="normal_depth.form"):
+    losses.normal_consistency_loss(rendered, d, _camera(), form="l2")
 
 
 def test_cosine_and_prior_normal_closed_forms():
