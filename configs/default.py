@@ -151,17 +151,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.skinning_hidden = (128, 128, 128, 128)  # skinning MLP (paper and 3DGS-Avatar: 4 x 128)
 
   # Loss weights (fmgs_jax/train/losses.py); weight 0 removes a term (the prior ablations). The paper
-  # gives no prior weights: the marked ones are starting points checked on the synthetic capture
-  # (configs/synthetic.py, 500 steps, novel views): normal_prior 0.1 -> 1.0 gave normal error 17.5 ->
-  # 18.4 deg and PSNR 31.7 -> 31.5; adding depth 0.1 -> 0.5 gave 23.2 deg and 29.5 dB. Kept at 0.1.
-  # Re-checked with the current synthetic settings (450 steps, tilt MLP apart from the geometry MLP,
-  # depth alpha 10):
-  # normal_prior 0.1 / 0.25 / 0.5 gave 13.59 / 13.61 / 13.61 deg vs 13.68 with no normal priors; kept
-  # at 0.1. (With the tilt a head of the shared geometry MLP, 0.5 had given 14.9 deg: README, ablations.)
-  # Those checks ran on the capture before it had wrinkles. On the wrinkled capture (depth alpha 100)
-  # with the tilt reading the geometry grid, 0.1 / 1.0 gave 15.97 / 16.11 deg vs 16.06 without: the
-  # weight did not matter because the tilt could not vary finely in space; with its own grid, 0.1
-  # gives 14.73 vs 15.30 deg (the weight was not re-tuned there).
+  # gives no prior weights; one weight per normal term where the paper has one for L_sn + L_n + L_tv
+  # (their scales differ). Checks behind the values: docs/tuning.md.
   c.loss = ml_collections.ConfigDict()
   c.loss.rgb = ml_collections.ConfigDict()
   c.loss.rgb.weight = 1.0  # photometric loss
