@@ -9,10 +9,11 @@ the body model. These functions convert all of that exactly.
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 
 def axis_angle_to_matrix(r: np.ndarray) -> np.ndarray:
-  """Rodrigues' formula.
+  """Rotation matrices of axis-angle vectors (scipy's `Rotation.from_rotvec`).
 
   Args:
     r: (..., 3) axis-angle, radians.
@@ -21,13 +22,7 @@ def axis_angle_to_matrix(r: np.ndarray) -> np.ndarray:
     (..., 3, 3) float64 rotation matrices.
   """
   r = np.asarray(r, np.float64)
-  theta = np.linalg.norm(r, axis=-1)[..., None, None]
-  k = r / np.maximum(np.linalg.norm(r, axis=-1, keepdims=True), 1e-12)
-  kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-  zero = np.zeros_like(kx)
-  cross = np.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).reshape(r.shape[:-1] + (3, 3))
-  eye = np.broadcast_to(np.eye(3), cross.shape)
-  return eye + np.sin(theta) * cross + (1 - np.cos(theta)) * cross @ cross
+  return Rotation.from_rotvec(r.reshape(-1, 3)).as_matrix().reshape(r.shape[:-1] + (3, 3))
 
 
 def fold_global_transform(world_to_camera: np.ndarray, Rh: np.ndarray, Th: np.ndarray) -> np.ndarray:

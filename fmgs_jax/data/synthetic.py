@@ -45,6 +45,7 @@ import tqdm
 import trimesh
 from trimesh.ray import ray_pyembree
 
+from fmgs_jax.body.model import SMPL_JOINT_NAMES
 from fmgs_jax.data import cameras
 from fmgs_jax.data import dataset as dataset_lib
 from fmgs_jax.data import people_snapshot
@@ -52,11 +53,6 @@ from fmgs_jax.data import validation
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "novel_view", "novel_pose")
-SMPL_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hand", "right_hand")
 
 
 @dataclasses.dataclass(frozen=True)

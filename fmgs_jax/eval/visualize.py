@@ -18,15 +18,10 @@ import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
-# Sapiens body-part segmentation classes (the 28 Goliath classes Sapiens is trained on) and the
-# palette Sapiens' own visualisations use, so our renders read like the priors they are compared to.
-SAPIENS_CLASSES = (
-    "Background", "Apparel", "Face_Neck", "Hair", "Left_Foot", "Left_Hand", "Left_Lower_Arm",
-    "Left_Lower_Leg", "Left_Shoe", "Left_Sock", "Left_Upper_Arm", "Left_Upper_Leg", "Lower_Clothing",
-    "Right_Foot", "Right_Hand", "Right_Lower_Arm", "Right_Lower_Leg", "Right_Shoe", "Right_Sock",
-    "Right_Upper_Arm", "Right_Upper_Leg", "Torso", "Upper_Clothing", "Lower_Lip", "Upper_Lip",
-    "Lower_Teeth", "Upper_Teeth", "Tongue",
-)
+from fmgs_jax.priors.labels import SAPIENS_CLASSES  # pylint: disable=unused-import (re-exported)
+
+# The palette Sapiens' own visualisations use for its 28 classes (priors/labels.py), so our renders
+# read like the priors they are compared to.
 SAPIENS_PALETTE = np.array([
     [50, 50, 50], [255, 218, 0], [128, 200, 255], [255, 0, 109], [189, 0, 204], [255, 0, 218],
     [0, 160, 204], [0, 255, 145], [204, 0, 131], [182, 0, 255], [255, 109, 0], [0, 255, 255],
