@@ -1,18 +1,27 @@
-"""Per-frame pose and one shape for a sequence, fitted to 2D keypoints and person masks (JAX, jitted).
+"""Per-frame pose and one body for a sequence, fitted to 2D keypoints and person masks (JAX, jitted).
 
 Unknowns: per frame the global orientation (3), translation (3) and body pose (23 x 3, axis-angle);
-one shape beta for the sequence. The objective, over all frames at once (or batches of them):
+for the sequence one shape beta and one length factor per bone (a person's proportions are not the
+template's; without them the fit tilts too-long legs in depth to match their image length). The
+objective, over all frames at once:
 
   keypoints   Geman-McClure rho(r) = r^2 / (r^2 + sigma^2) of the projected joints' pixel error,
               confidence-weighted (a detector's dropped joints have confidence 0)
-  silhouette  mean over pixels of (alpha - mask)^2, alpha the posed template through the rasterizer
-              (fit/silhouette.py)
-  smoothness  squared second differences over time of pose and translation (frames in order)
-  prior       pose_weight |body pose|^2 (a pull towards the rest pose), shape_weight |beta|^2
+  silhouette  mean over pixels of (alpha - mask)^2, alpha the posed body through the rasterizer
+              (fit/silhouette.py); only in the last `silhouette_steps`, at a smaller step
+  smoothness  squared second differences over time of orientation (as matrices), pose and
+              translation; squared first differences of the body pose (velocity: a pose seen from
+              several angles in neighbouring frames is seen in depth)
+  priors      a pull of the body pose to rest, hinges (knees and elbows bend one way about one
+              axis), upright (the body's vertical axis near the camera's), shape and bone factors
+              near the template's, left and right bones alike
 
-Coarse to fine: the first `global_steps` move only orientation and translation. Initialisation:
-translation from each mask's box and the focal length (depth = focal x body height / box height),
-orientation facing the camera, body pose at rest.
+Coarse to fine: the first `global_steps` move only orientation and translation, pulled by the
+joints the rest pose fits (torso, legs, head); then the body fits keypoints alone (cheap: no
+rendering); the silhouettes come last. Initialisation: translation from each mask's box and the
+focal length (depth = focal x body height / box height); orientation upright, turned about the
+vertical by a yaw search over the whole sequence (`best_yaw`: a mirrored yaw fits one frame's
+keypoints about as well, the sequence's frames together do not); body pose at rest.
 
 Detector keypoints map onto the template's 24 SMPL joints by `coco17_to_smpl24` (COCO_TO_SMPL).
 """
@@ -55,7 +64,7 @@ def default_config():
   """The fitter's settings (`config.prepare.fit` mirrors these)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   c = ml_collections.ConfigDict()
-  c.steps = 300  # Adam steps in all
+  c.steps = 600  # Adam steps in all
   c.global_steps = 60  # first steps move only global orientation and translation
   c.silhouette_steps = 40  # last steps add the silhouette term (the rasterizer); the others fit keypoints only
   c.num_faces = 1500  # faces of the mesh rendered for the silhouettes
@@ -66,16 +75,17 @@ def default_config():
   c.keypoint_sigma_px = 8.0  # pixels at which a joint's error stops counting fully
   c.silhouette_weight = 20.0  # mean squared (alpha - mask)
   c.smooth_weight = 10.0  # squared second differences of orientation, pose and translation over time
-  c.velocity_weight = 10.0  # squared first differences of the body pose over time (frames seen from other angles agree)
+  c.velocity_weight = 300.0  # squared first differences of the body pose over time (frames seen from other angles agree)
   c.pose_weight = 1e-2  # pull of the body pose to rest
   c.hinge_weight = 1.0  # knees and elbows bend one way, about one axis
-  c.upright_weight = 0.1  # pull of the body's vertical axis to the camera's (people mostly stand)
+  c.upright_weight = 1.0  # pull of the body's vertical axis to the camera's (people mostly stand)
   c.shape_weight = 1e-3  # pull of the shape to the mean
   c.max_stretch = 1.3  # bone-length factors stay in [1 / this, this] (a person's proportions are not the template's)
   c.factor_weight = 1e-2  # pull of log bone factors to 0 (the template's proportions)
   c.symmetry_weight = 1.0  # pull of left and right bone factors together
-  c.lr = 0.01  # Adam step for orientation, pose and shape
+  c.lr = 0.03  # Adam step for orientation, pose, shape and bone factors
   c.lr_transl = 0.01  # Adam step for translation, metres
+  c.silhouette_lr_scale = 0.3  # both steps times this in the silhouette phase (its gradients are noisier)
   c.body_height_m = 1.7  # assumed standing height for the initial depth
   c.yaw_candidates = 36  # turns about the vertical axis tried per frame for the initial orientation
   c.yaw_turn_weight = 0.5  # cost of turning between neighbouring frames in the yaw search, x (1 - cos)
@@ -179,7 +189,9 @@ def hinge_penalty(body_pose: jnp.ndarray) -> jnp.ndarray:
 @dataclasses.dataclass(frozen=True)
 class SequenceFit:
   """pose (N, 24, 3), transl (N, 3), betas (S,): the fit; iou, keypoint_error_px (N,): per frame;
-  losses: per step; seconds: wall time."""
+  losses: per step; seconds: wall time; bone_factors (24,): the fitted bone-length factors
+  (body/skeleton.py's `bone_targets`); joints (N, 24, 3) world metres: the posed joints of the
+  fitted skeleton (shape and bone factors), what the keypoints were fitted with."""
   pose: np.ndarray
   transl: np.ndarray
   betas: np.ndarray
@@ -296,7 +308,11 @@ def fit_sequence(template: body_lib.BodyModel, keypoints: np.ndarray, masks: np.
     return loss
 
   labels = {"glob": "rot", "body": "rot", "betas": "rot", "factors": "rot", "transl": "transl"}
-  opt = optax.multi_transform({"rot": optax.adam(float(cfg.lr)), "transl": optax.adam(float(cfg.lr_transl))}, labels)
+  steps, sil_steps = int(cfg.steps), min(int(cfg.silhouette_steps), int(cfg.steps))
+  scale = {steps - sil_steps: float(cfg.silhouette_lr_scale)}
+  opt = optax.multi_transform(
+      {"rot": optax.adam(optax.piecewise_constant_schedule(float(cfg.lr), scale)),
+       "transl": optax.adam(optax.piecewise_constant_schedule(float(cfg.lr_transl), scale))}, labels)
   state = opt.init(params)
 
   def step(p, s, coarse, idx, with_silhouette):
@@ -306,7 +322,6 @@ def fit_sequence(template: body_lib.BodyModel, keypoints: np.ndarray, masks: np.
     return optax.apply_updates(p, updates), s, loss
 
   step = jax.jit(step, static_argnums=4)
-  steps, sil_steps = int(cfg.steps), min(int(cfg.silhouette_steps), int(cfg.steps))
   batch = n if int(cfg.batch_size) <= 0 else min(int(cfg.batch_size), n)
   rng = np.random.default_rng(int(cfg.seed))
   all_frames = jnp.arange(n)
