@@ -114,8 +114,9 @@ def facing_orientation(world_to_camera: np.ndarray) -> np.ndarray:
   return Rotation.from_matrix(world_to_camera[:3, :3].T @ r_cam).as_rotvec().astype(np.float32)
 
 
-# Joints whose rest-pose positions decide the yaw search: torso, legs, feet and head (arms move the most).
-YAW_JOINTS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15)
+# Joints whose rest-pose positions decide the yaw search and the first steps: torso, shoulders, legs,
+# feet and head (elbows and wrists move the most).
+YAW_JOINTS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
 
 # Hinge joints: (SMPL joint, bending axis, sign of the bend a body can make). Knees flex one way about
 # x, elbows one way about y (mirrored left/right); the other two axes of a hinge barely move.
