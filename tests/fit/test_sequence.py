@@ -1,6 +1,10 @@
 """The sequence fitter on the synthetic capture: ground-truth masks, ground-truth 2D joints corrupted as
 a detector would (3 px noise, 10% dropped, confidence 0.3-1), scored against the capture's true poses."""
 
+import dataclasses
+import itertools
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -39,13 +43,18 @@ def capture(tmp_path_factory, n, size):
 
 
 def evaluate(fit, template, frames, joints):
-  posed = [np.asarray(body_lib.forward(template, np.zeros(template.num_betas, np.float32) if fit.betas.size == 0
-                                       else fit.betas, p, t).joints) for p, t in zip(fit.pose, fit.transl)]
-  posed = np.asarray(posed)
-  mpjpe = np.linalg.norm((posed - posed[:, :1]) - (joints - joints[:, :1]), axis=-1).mean() * 1000
+  """dict: mpjpe_mm (root aligned, the fit's skeleton: its `joints`), mpjpe_template_mm (the fitted poses
+  on the template with the fitted shape), orientation_deg, iou (means over frames)."""
+  posed = np.asarray([np.asarray(body_lib.forward(template, np.zeros(template.num_betas, np.float32)
+                                                  if fit.betas.size == 0 else fit.betas, p, t).joints)
+                      for p, t in zip(fit.pose, fit.transl)])
+  rel = lambda x: x - x[:, :1]
+  fitted = posed if fit.joints is None else fit.joints
   rot = [np.degrees((Rotation.from_rotvec(a).inv() * Rotation.from_rotvec(b)).magnitude())
          for a, b in zip(fit.pose[:, 0], frames.pose[:, 0])]
-  return mpjpe, float(np.mean(rot)), float(np.mean(fit.iou))
+  return dict(mpjpe_mm=float(np.linalg.norm(rel(fitted) - rel(joints), axis=-1).mean() * 1000),
+              mpjpe_template_mm=float(np.linalg.norm(rel(posed) - rel(joints), axis=-1).mean() * 1000),
+              orientation_deg=float(np.mean(rot)), iou=float(np.mean(fit.iou)))
 
 
 def test_coco_mapping_puts_limbs_on_smpl_joints():
@@ -57,25 +66,73 @@ def test_coco_mapping_puts_limbs_on_smpl_joints():
   assert out[names.index("spine1"), 2] == 0  # no COCO counterpart: confidence 0
 
 
-def test_fit_improves_on_its_initialisation(tmp_path_factory):
-  """Orientation given (the yaw search alone mixes up +-yaw of a near-planar rest skeleton): the fit
-  brings the joints and silhouettes closer than the rest pose it starts from. The issue's targets
-  (MPJPE <= 40 mm, IoU >= 0.90, orientation <= 10 deg) are not met yet: bench/sequence_fit.py."""
-  c, frames, joints = capture(tmp_path_factory, 4, 96)
+def test_unwrap_yaw_is_the_cheapest_path():
+  """Against every path through 5 frames x 6 angles, costs of frames plus turns summed by brute force."""
+  rng = np.random.default_rng(1)
+  costs = rng.uniform(size=(5, 6))
+  angles = np.arange(6) * 2 * np.pi / 6
+  best, best_cost = None, np.inf
+  for path in itertools.product(range(6), repeat=5):
+    c = sum(costs[i, k] for i, k in enumerate(path))
+    c += sum(0.7 * (1 - np.cos(angles[a] - angles[b])) for a, b in zip(path[:-1], path[1:]))
+    if c < best_cost:
+      best, best_cost = path, c
+  np.testing.assert_array_equal(sequence.unwrap_yaw(costs, angles, 0.7), best)
+
+
+def test_yaw_costs_tell_a_turn_from_its_mirror():
+  """Noise-free projections of the template's rest joints turned by +50 degrees: zero cost there, more at
+  -50 (the feet point the other way) and at 180 - 50 (left and right swapped)."""
+  template = body_lib.model_from_config(synthetic_config.get_config().body)
+  joints = np.asarray(body_lib.rest_joints(template), np.float64)
+  E = np.eye(4)
+  E[:3, :3] = np.diag([1.0, -1.0, -1.0])
+  E[2, 3] = 3.0
+  K = np.array([[200.0, 0, 64], [0, 200.0, 64], [0, 0, 1]])
+  face = sequence.facing_orientation(E)
+  turn = np.radians(50.0)
+  r = (Rotation.from_rotvec(face) * Rotation.from_rotvec([0, turn, 0])).as_matrix()
+  world = (joints - joints[0]) @ r.T + joints[0]
+  kp = np.concatenate([np.asarray(subject.project(world, K, E)), np.ones((24, 1))], 1)[None]
+  angles = np.radians([50.0, -50.0, 130.0])
+  c = sequence.yaw_costs(joints, face[None], kp, K[None], E[None], np.zeros((1, 3)), angles, 8.0)[0]
+  assert c[0] < 1e-6 and c[1] > 1e-3 and c[2] > 0.1
+
+
+def test_hinge_penalty_lets_a_knee_bend_forward_only():
+  names = body_lib.SMPL_JOINT_NAMES
+  pose = np.zeros((23, 3), np.float32)
+  knee = names.index("left_knee") - 1
+  pose[knee, 0] = 1.0
+  assert float(sequence.hinge_penalty(jnp.asarray(pose))) == 0.0
+  pose[knee, 0] = -0.5
+  np.testing.assert_allclose(float(sequence.hinge_penalty(jnp.asarray(pose))), 0.25, rtol=1e-6)
+  pose[knee] = [0.3, 0.2, 0.0]  # twisting a hinge costs its square
+  np.testing.assert_allclose(float(sequence.hinge_penalty(jnp.asarray(pose))), 0.04, rtol=1e-5)
+  elbow = names.index("right_elbow") - 1
+  pose[:] = 0
+  pose[elbow, 1] = -0.4  # the right elbow bends about +y
+  np.testing.assert_allclose(float(sequence.hinge_penalty(jnp.asarray(pose))), 0.16, rtol=1e-5)
+
+
+def test_fit_from_the_yaw_search_on_a_short_capture(tmp_path_factory):
+  """The first 16 frames (a third of a turn, from facing the camera to past side-on) of the 48-frame
+  turntable at 64 px, from the yaw search (no orientation given), scored against the capture's own poses
+  and joints. Measured: 69 mm, 11.1 deg, IoU 0.86 (the first frames face the camera at the sequence's
+  start, where nothing before them fixes the yaw; the arms follow); bounds with a margin, which the
+  fitter before the sequence-wide yaw search (95 deg, 230 mm on 48 frames) fails. The issue's targets
+  are measured on the full capture by bench/sequence_fit.py (docs/fitting.md)."""
+  c, frames, joints = capture(tmp_path_factory, 48, 64)
+  frames = dataclasses.replace(frames, **{f.name: getattr(frames, f.name)[:16] for f in dataclasses.fields(frames)})
+  joints = joints[:16]
   kp = detector_keypoints(joints, frames.K, frames.world_to_camera, np.random.default_rng(0))
   template = body_lib.model_from_config(c.body)
-  init = np.zeros((4, 24, 3), np.float32)
-  init[:, 0] = frames.pose[:, 0]
   cfg = sequence.default_config()
-  cfg.steps, cfg.global_steps, cfg.num_faces = 0, 0, 1000
-  run = lambda: sequence.fit_sequence(template, kp, frames.mask, frames.K, frames.world_to_camera, cfg,
-                                      progress=False, init_pose=init)
-  before = run()
-  cfg.steps, cfg.global_steps = 150, 40
-  fit = run()
-  m0, m1 = evaluate(before, template, frames, joints), evaluate(fit, template, frames, joints)
-  print(f"MPJPE {m0[0]:.1f} -> {m1[0]:.1f} mm, orientation {m1[1]:.1f} deg, IoU {m0[2]:.3f} -> {m1[2]:.3f}, "
-        f"keypoints {before.keypoint_error_px.mean():.1f} -> {fit.keypoint_error_px.mean():.1f} px, {fit.seconds:.1f} s")
-  assert fit.losses[-1] < fit.losses[0]
-  assert fit.keypoint_error_px.mean() < 0.7 * before.keypoint_error_px.mean()
-  assert m1[2] > m0[2] and m1[0] < m0[0]
+  cfg.steps, cfg.silhouette_steps, cfg.num_faces = 400, 20, 1000
+  fit = sequence.fit_sequence(template, kp, frames.mask, frames.K, frames.world_to_camera, cfg, progress=False)
+  m = evaluate(fit, template, frames, joints)
+  print(m, f"keypoints {fit.keypoint_error_px.mean():.1f} px, {fit.seconds:.1f} s")
+  assert fit.keypoint_error_px.mean() < 6.0  # 3 px noise
+  assert m["orientation_deg"] < 20.0
+  assert m["mpjpe_mm"] < 100.0
+  assert m["iou"] > 0.80
