@@ -23,7 +23,7 @@ def get_config():
   c.data.root = ""  # "" = WORKDIR/data, where prepare writes the dataset
   c.data.video = ""  # the clip (any format ffmpeg reads) or a folder of frames (*.png / *.jpg in name order)
   c.data.frames.train = (0, -1, 1)  # every prepared frame trains
-  c.data.frames.novel_pose = (0, 0, 1)  # none held out: hold out a range, e.g. (200, -1, 10)
+  c.data.frames.novel_pose = (0, -1, 10)  # evaluated after training: every 10th frame, seen in training (a check of the fit, not held out); to hold out, e.g. train (0, 200, 1), novel_pose (200, -1, 5)
   # No foundation-model priors unless configured: set c.priors.backend / *_model, run --mode=priors after
   # prepare, and give these weights (configs/default.py: 0.1 each).
   c.loss.depth.weight = 0.0  # needs depth priors
