@@ -45,9 +45,12 @@ def humannerf_params(model: body_lib.BodyModel, betas: np.ndarray, pose: np.ndar
     and tpose_joints (24, 3) (the rest joints of `betas`).
   """
   betas = jnp.asarray(betas, jnp.float32)
-  rest = np.asarray(body_lib.forward(model, betas, jnp.zeros((24, 3)), jnp.zeros(3)).joints, np.float64)
-  posed = jax.vmap(lambda p, t: body_lib.forward(model, betas, p, t).joints)(
-      jnp.asarray(pose, jnp.float32), jnp.asarray(transl, jnp.float32))
+  rest_j = jnp.asarray(model.J_regressor) @ body_lib.rest_vertices(model, betas)
+  rest = np.asarray(rest_j, np.float64)
+  # Joints only (the kinematic chain, no skinning of the mesh): forward(...).joints without its cost.
+  posed = jax.jit(jax.vmap(lambda p, t: body_lib.lbs.global_transforms(
+      np.asarray(model.parents), body_lib.axis_angle_to_matrix(p), rest_j)[:, :3, 3] + t))(
+          jnp.asarray(pose, jnp.float32), jnp.asarray(transl, jnp.float32))
   R = cameras_lib.axis_angle_to_matrix(np.asarray(pose[:, 0], np.float64))
   j0 = rest[0]
   Th = j0[None] - np.einsum("nab,b->na", R, j0) + np.asarray(transl, np.float64)

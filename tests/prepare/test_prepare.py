@@ -57,6 +57,7 @@ def video_config(assets, clip=None, seg=None):
   c.train.steps, c.train.log_every, c.train.image_every, c.train.checkpoint_every = 2, 1, 1000, 1000
   c.loss.depth.num_pairs = 64
   c.eval.lpips_net = ""
+  c.isolation.enabled = False  # one summed gradient compiles in a fraction of the time (train/ tests isolation)
   return c
 
 
