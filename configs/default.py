@@ -15,6 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.name = "synthetic"  # synthetic | zju | people_snapshot | humannerf
   c.data.root = ""  # dataset folder; for `synthetic`, where the generated capture is cached ("" = WORKDIR/data)
   c.data.image_scale = 1.0  # resize factor applied to images, masks and intrinsics
+  c.data.video = ""  # a video file or image folder: --mode=prepare (configs/video.py) makes the dataset from it
   c.data.subject = ""  # subject name (people_snapshot: selects the standard frame ranges in its config)
   c.data.principal_point_shift = 0.5  # pixels added to (cx, cy): files use OpenCV's integer pixel centres
   c.data.max_skipped_fraction = 0.1  # more unusable frames than this fraction of a split is an error

@@ -1,4 +1,4 @@
-"""Command line: `python -m fmgs_jax.main --config=configs/X.py --workdir=DIR --mode=train|eval|render|priors|fit|view`.
+"""Command line: `python -m fmgs_jax.main --config=configs/X.py --workdir=DIR --mode=train|eval|render|priors|fit|view|prepare`.
 
 A thin driver (as in the Flax examples): parse flags, validate, write the resolved config, dispatch by mode.
 Every experiment is a `--config.x.y=v` override; a mistyped override fails before any compute starts.
@@ -21,11 +21,11 @@ from ml_collections import config_flags
 
 from fmgs_jax import errors
 
-MODES = ("train", "eval", "render", "priors", "fit", "view")
+MODES = ("train", "eval", "render", "priors", "fit", "view", "prepare")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints, metrics.json, renders/.")
-_MODE = flags.DEFINE_enum("mode", "train", MODES, "train (runs the subject fit first where needed, then evaluates) | eval | render | priors | fit (template -> subject) | view (browser viewer).")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "train (runs the subject fit first where needed, then evaluates) | eval | render | priors | fit (template -> subject) | view (browser viewer) | prepare (a video -> a dataset: configs/video.py).")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the Python traceback of a user error (bad config, dataset, "
                            "checkpoint or input file) too, not only its one-line message.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -116,7 +116,12 @@ def run_mode(config: Any, workdir: str, mode: str) -> None:
   if main_process:
     write_config(config, workdir, mode)
   logging.info("mode=%s workdir=%s", mode, workdir)
-  # Imports per mode keep start-up light and keep torch out of every mode but `priors`.
+  # Imports per mode keep start-up light and keep torch out of every mode but `priors` and `prepare`.
+  if mode == "train" and config.data.get("video"):  # a video: prepare its dataset first where it is missing
+    from fmgs_jax.prepare import run as prepare  # pylint: disable=g-import-not-at-top
+    if main_process and prepare.needs_prepare(config, workdir):
+      prepare.prepare(config, workdir)
+    parallel.barrier("prepare")
   if mode == "train":
     from fmgs_jax.train import loop  # pylint: disable=g-import-not-at-top
     loop.train_and_evaluate(config, workdir)
@@ -132,6 +137,9 @@ def run_mode(config: Any, workdir: str, mode: str) -> None:
   elif mode == "priors":
     from fmgs_jax.priors import extract  # pylint: disable=g-import-not-at-top
     extract.extract_priors(config, workdir)
+  elif mode == "prepare":
+    from fmgs_jax.prepare import run as prepare  # pylint: disable=g-import-not-at-top
+    prepare.prepare(config, workdir)
   elif mode == "view":
     from fmgs_jax.view import server  # pylint: disable=g-import-not-at-top
     server.view(config, workdir)

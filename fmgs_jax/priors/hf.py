@@ -26,6 +26,29 @@ from fmgs_jax.priors import inference
 from fmgs_jax.priors import labels as labels_lib
 
 
+def processor_settings(folder: str, cfg: Any, field: str) -> tuple[tuple[int, int], tuple, tuple, float]:
+  """(input (height, width), mean, std, value_scale) from a checkpoint folder's preprocessor_config.json
+  (`cfg.input_height/width` > 0 override the size), as `inference.to_input` takes them; `field` names the
+  config field of the folder in errors."""
+  proc_path = os.path.join(folder, "preprocessor_config.json")
+  if not os.path.isfile(proc_path):
+    raise errors.MissingInputError(f"{proc_path} is missing ({field}): save the model's image processor next "
+                                   "to it (processor.save_pretrained(folder))")
+  with open(proc_path) as f:
+    proc = json.load(f)
+  size = dict(proc.get("size") or {})
+  h = int(cfg.input_height) or int(size.get("height", 0))
+  w = int(cfg.input_width) or int(size.get("width", 0))
+  if not (h and w):
+    raise errors.InputError(f"{proc_path}: field size={size} has no height/width; set "
+                            "c.priors.transformers.input_height and input_width")
+  normalize = proc.get("do_normalize", True)
+  mean = tuple(proc.get("image_mean", (0.0, 0.0, 0.0)) if normalize else (0, 0, 0))
+  std = tuple(proc.get("image_std", (1.0, 1.0, 1.0)) if normalize else (1, 1, 1))
+  value_scale = 255.0 * float(proc.get("rescale_factor", 1 / 255)) if proc.get("do_rescale", True) else 255.0
+  return (h, w), mean, std, value_scale
+
+
 class TransformersPredictor:
   """A transformers depth-estimation or semantic-segmentation checkpoint folder for one task."""
 
@@ -45,23 +68,7 @@ class TransformersPredictor:
     except ValueError as e:
       raise errors.InputError(f"{config_path}: not a {auto.__name__} checkpoint, as c.priors.{task}_model "
                               f"requires ({e})") from e
-    proc_path = os.path.join(folder, "preprocessor_config.json")
-    if not os.path.isfile(proc_path):
-      raise errors.MissingInputError(f"{proc_path} is missing: save the model's image processor next to it "
-                                     "(processor.save_pretrained(folder))")
-    with open(proc_path) as f:
-      proc = json.load(f)
-    size = dict(proc.get("size") or {})
-    h = int(cfg.input_height) or int(size.get("height", 0))
-    w = int(cfg.input_width) or int(size.get("width", 0))
-    if not (h and w):
-      raise errors.InputError(f"{proc_path}: field size={size} has no height/width; set "
-                              "c.priors.transformers.input_height and input_width")
-    self.input_hw = (h, w)
-    self.mean = tuple(proc.get("image_mean", (0.0, 0.0, 0.0)) if proc.get("do_normalize", True) else (0, 0, 0))
-    self.std = tuple(proc.get("image_std", (1.0, 1.0, 1.0)) if proc.get("do_normalize", True) else (1, 1, 1))
-    self.value_scale = 255.0 * float(proc.get("rescale_factor", 1 / 255)) if proc.get("do_rescale", True) \
-        else 255.0
+    self.input_hw, self.mean, self.std, self.value_scale = processor_settings(folder, cfg, f"c.priors.{task}_model")
     self.depth_kind = None
     extra = {}
     if task == "depth":
