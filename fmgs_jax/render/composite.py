@@ -64,6 +64,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import custom_batching
 
 # Packed row columns.
 COEF = 0
@@ -294,23 +295,32 @@ def _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
   return out_state[inverse], out_last[inverse]
 
 
-def _backward_impl(packed, count, state, last, dstate, tile_size, tiles_x, params, tiles_per_chunk):
+def _backward_impl(packed, count, state, last, dstates, tile_size, tiles_x, params, tiles_per_chunk,
+                   tiles_per_image):
+  """R cotangents at once: dstates (R, n_tiles, P, S) -> (R, n_tiles, K, F).
+
+  One recompute per tile and row (the intersection, alpha, the state before the row and the step's
+  linearisation do not depend on the cotangent); only the linear pull-back runs R times (vmapped).
+  Tile t's pixels are those of tile t % tiles_per_image (frames folded into the tile axis).
+  """
   n_tiles, capacity, num_cols = packed.shape
+  num_r = dstates.shape[0]
   nc = num_channels(num_cols)
   num_state = NUM_STATE + nc
   b = tiles_per_chunk
   order, num_chunks = _chunking(count, b)
   n_slots = order.shape[0]
-  pad = lambda x: jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
-  packed_p, state_p, last_p, dstate_p = pad(packed), pad(state), pad(last), pad(dstate)
+  pad = lambda x, axis=0: jnp.concatenate(
+      [x, jnp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype)], axis)
+  packed_p, state_p, last_p, dstates_p = pad(packed), pad(state), pad(last), pad(dstates, 1)
 
   def chunk_body(ci, dpacked):
     tiles = jax.lax.dynamic_slice_in_dim(order, ci * b, b)
     rows = packed_p[tiles]  # (B, K, F)
-    px, py = tile_pixel_centers(tiles, tile_size, tiles_x, packed.dtype)
+    px, py = tile_pixel_centers(tiles % tiles_per_image, tile_size, tiles_x, packed.dtype)
     lst = last_p[tiles]  # (B, P)
     st = state_p[tiles]
-    dst = dstate_p[tiles]
+    dst = dstates_p[:, tiles]  # (R, B, P, S)
     kmax = jnp.max(lst)
     # Only T, M1, M2 are read by the step's derivative; the other sums need not be reconstructed.
     carried = (st[..., T], st[..., M1], st[..., M2])
@@ -327,19 +337,83 @@ def _backward_impl(packed, count, state, last, dstate, tile_size, tiles_x, param
       before = composite_inverse(tuple(after), row, px, py, active, params)
       before = tuple(zeros if j not in (T, M1, M2) else before[j] for j in range(num_state))
       _, vjp = jax.vjp(lambda s, r: composite_step(s, r, px, py, active, params), before, row)
-      dbefore, drow = vjp(ds)
-      drow = jnp.concatenate(drow, axis=1)  # (B, F)
-      drows = jax.lax.dynamic_update_index_in_dim(drows, drow, k, axis=1)
+      dbefore, drow = jax.vmap(vjp)(ds)
+      drow = jnp.concatenate(drow, axis=-1)  # (R, B, F)
+      drows = jax.lax.dynamic_update_index_in_dim(drows, drow, k, axis=2)
       return (before[T], before[M1], before[M2]), dbefore, drows
 
-    drows0 = jnp.zeros((b, capacity, num_cols), packed.dtype)
+    drows0 = jnp.zeros((num_r, b, capacity, num_cols), packed.dtype)
     _, _, drows = jax.lax.fori_loop(0, kmax, body, (carried, dcarry, drows0))
-    return jax.lax.dynamic_update_slice_in_dim(dpacked, drows, ci * b, 0)
+    return jax.lax.dynamic_update_slice_in_dim(dpacked, drows, ci * b, 1)
 
-  dpacked = jnp.zeros((n_slots, capacity, num_cols), packed.dtype)
+  dpacked = jnp.zeros((num_r, n_slots, capacity, num_cols), packed.dtype)
   dpacked = jax.lax.fori_loop(0, num_chunks, chunk_body, dpacked)
   inverse = jnp.zeros((n_tiles + 1,), jnp.int32).at[order].set(jnp.arange(n_slots, dtype=jnp.int32))
-  return dpacked[inverse[:n_tiles]]
+  return dpacked[:, inverse[:n_tiles]]
+
+
+def fold_cotangent_batch(fn, axis_size, in_batched, packed, count, state, last, dstates):
+  """vmap rule of a multi-cotangent backward fn(packed, count, state, last, dstates (R, ...)).
+
+  Batched only in the cotangents (vmap over cotangents, as `train/isolation.py` does): the batch
+  joins the R axis, so the per-tile recompute is shared. Anything else batched (a vmap over frames):
+  the frames join the tile axis (tiles are independent; fn locates pixels by tile % tiles per
+  image). Returns (out, True) with the batch leading, for `jax.custom_batching.custom_vmap`.
+  """
+  if in_batched[4] and not any(in_batched[:4]):
+    a, r = dstates.shape[:2]
+    out = fn(packed, count, state, last, dstates.reshape((a * r,) + dstates.shape[2:]))
+    return out.reshape((a, r) + out.shape[1:]), True
+  args = [x if bat else jnp.broadcast_to(x, (axis_size,) + x.shape)
+          for x, bat in zip((packed, count, state, last, dstates), in_batched)]
+  packed, count, state, last, dstates = args
+  n, r = packed.shape[1], dstates.shape[1]
+  flat = lambda x: x.reshape((axis_size * n,) + x.shape[2:])
+  ds = jnp.swapaxes(dstates, 0, 1)  # (R, A, n, P, S)
+  out = fn(flat(packed), flat(count), flat(state), flat(last),
+           ds.reshape((r, axis_size * n) + ds.shape[3:]))
+  return jnp.swapaxes(out.reshape((r, axis_size, n) + out.shape[2:]), 0, 1), True
+
+
+@functools.lru_cache(maxsize=None)
+def _multi_backward(tile_size, tiles_x, params, tiles_per_chunk, tiles_per_image):
+  """The backward over R cotangents, with `fold_cotangent_batch` as its vmap rule."""
+
+  @custom_batching.custom_vmap
+  def backward(packed, count, state, last, dstates):
+    return _backward_impl(packed, count, state, last, dstates, tile_size, tiles_x, params,
+                          tiles_per_chunk, tiles_per_image)
+
+  backward.def_vmap(functools.partial(fold_cotangent_batch, backward))
+  return backward
+
+
+def composite_tiles_backward(packed, count, state, last, dstates, *, tile_size: int, tiles_x: int,
+                             params: CompositeParams, tiles_per_chunk: int = 16):
+  """Gradients of R cotangents of `composite_tiles` at once (one recompute per tile, R pull-backs).
+
+  Args:
+    packed, count: as `composite_tiles`.
+    state: (n_tiles, P, S) its final pixel state; last: (n_tiles, P) int32 rows consumed per pixel
+      (`composite_tiles_forward`).
+    dstates: (R, n_tiles, P, S) float32 cotangents of the state.
+
+  Returns:
+    (R, n_tiles, K, F) float32: dstates[r] pulled back to `packed`, as R calls of the VJP would.
+    Under `jax.vmap` over dstates the batch joins R (this is how the custom VJP's backward is
+    shared by a vmapped VJP).
+  """
+  count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
+  return _multi_backward(tile_size, tiles_x, params, tiles_per_chunk, packed.shape[0])(
+      packed, count, state, last, dstates)
+
+
+def composite_tiles_forward(packed, count, *, tile_size: int, tiles_x: int, params: CompositeParams,
+                            tiles_per_chunk: int = 16):
+  """(final state (n_tiles, P, S), rows consumed per pixel (n_tiles, P) int32): what the backward
+  reads."""
+  count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
+  return _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -354,8 +428,8 @@ def _composite_fwd(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
 
 def _composite_bwd(tile_size, tiles_x, params, tiles_per_chunk, res, dstate):
   packed, count, state, last = res
-  dpacked = _backward_impl(packed, count, state, last, dstate, tile_size, tiles_x, params,
-                           tiles_per_chunk)
+  dpacked = _multi_backward(tile_size, tiles_x, params, tiles_per_chunk, packed.shape[0])(
+      packed, count, state, last, dstate[None])[0]
   return dpacked, None
 
 
