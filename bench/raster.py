@@ -18,6 +18,12 @@ separately. `pairs_per_s` = N * H * W / forward_s (dense-equivalent pixel-surfel
   python bench/raster.py --only 60000x512 # one size
   python bench/raster.py --backends xla,pallas --only 2000x128  # chosen backends at the table's sizes
   python bench/raster.py --primitive 2dgs,3dgs --only 10000x256  # surfels vs 3D Gaussians
+  python bench/raster.py --only 60000x512 --cotangents 1,4  # the backward with R cotangents at once
+
+--cotangents R,...: also times the forward plus R random cotangents (on every output) pulled back by
+one vmapped VJP, as train/isolation.py's rows are; the backend's backward takes them together (one
+recompute per tile). `backward_r<R>_s` = that time minus forward_s; `backward_r<R>_ratio` = it over
+backward_r1_s when R = 1 is measured.
 """
 
 import argparse
@@ -73,7 +79,7 @@ def make_scene(num, width, height, seed=0, primitive="2dgs"):
   return surfels, camera, jnp.array([0.2, 0.3, 0.4], jnp.float32)
 
 
-def measure(backend, num, width, height, repeats, primitive="2dgs"):
+def measure(backend, num, width, height, repeats, primitive="2dgs", cotangents=()):
   """One measurement record (runs in the current process)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -99,11 +105,28 @@ def measure(backend, num, width, height, repeats, primitive="2dgs"):
   compile_fb = timed(fwd_bwd)
   t_f = statistics.median(timed(fwd) for _ in range(repeats))
   t_fb = statistics.median(timed(fwd_bwd) for _ in range(repeats))
+  multi = {}
+  for r in cotangents:
+    def pulled(s, cts):
+      _, vjp = jax.vjp(lambda x: fwd(x).replace(overflow=jnp.zeros((), jnp.float32)), s)
+      return jax.vmap(lambda ct: vjp(ct)[0])(cts)
+    out = fwd(surfels).replace(overflow=jnp.zeros((), jnp.float32))
+    keys = jax.random.split(jax.random.PRNGKey(2), len(jax.tree.leaves(out)))
+    cts = jax.tree.unflatten(jax.tree.structure(out), [
+        jax.random.normal(k, (r,) + x.shape, x.dtype) for k, x in zip(keys, jax.tree.leaves(out))])
+    fn = jax.jit(pulled)
+    jax.block_until_ready(fn(surfels, cts))
+    multi[f"backward_r{r}_s"] = statistics.median(
+        timed(lambda s, fn=fn, cts=cts: fn(s, cts)) for _ in range(repeats)) - t_f
+  if 1 in cotangents:
+    for r in cotangents:
+      multi[f"backward_r{r}_ratio"] = multi[f"backward_r{r}_s"] / multi["backward_r1_s"]
   overflow = int(fwd(surfels).overflow)
   rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
   return dict(backend=backend, primitive=primitive, surfels=num, width=width, height=height,
               forward_s=t_f, forward_backward_s=t_fb, peak_rss_mb=rss_mb, pairs_per_s=num * width * height / t_f,
-              compile_forward_s=compile_f, compile_forward_backward_s=compile_fb, overflow=overflow)
+              compile_forward_s=compile_f, compile_forward_backward_s=compile_fb, overflow=overflow,
+              **multi)
 
 
 def main():
@@ -117,11 +140,17 @@ def main():
                            "interpret mode unless JAX's default backend is a GPU")
   parser.add_argument("--primitive", default="2dgs",
                       help="comma-separated primitives (2dgs, 3dgs) to measure at every case")
+  parser.add_argument("--cotangents", default="",
+                      help="comma-separated R: also time the backward of R cotangents at once")
   parser.add_argument("--_one", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  cotangents = tuple(int(r) for r in args.cotangents.split(",") if r)
+  if any(r < 1 for r in cotangents):
+    parser.error(f"--cotangents: expected positive integers, got {args.cotangents!r}")
   if args._one:  # child process: one measurement, JSON on stdout
     backend, num, width, height, primitive = args._one.split(",")
-    print(json.dumps(measure(backend, int(num), int(width), int(height), args.repeats, primitive)))
+    print(json.dumps(measure(backend, int(num), int(width), int(height), args.repeats, primitive,
+                             cotangents)))
     return
   primitives = [p for p in args.primitive.split(",") if p]
   if not primitives or set(primitives) - set(PRIMITIVES):
@@ -146,7 +175,7 @@ def main():
     if only and f"{num}x{width}" not in only:
       continue
     cmd = [sys.executable, __file__, "--_one", f"{backend},{num},{width},{height},{primitive}",
-           "--repeats", str(args.repeats)]
+           "--repeats", str(args.repeats), "--cotangents", args.cotangents]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
       print(f"{backend:>9} {primitive:>4} {num:>7} {width}x{height}: failed\n{proc.stderr[-2000:]}",
@@ -158,6 +187,10 @@ def main():
           f"{r['forward_backward_s']:9.4f} "
           f"{r['compile_forward_s'] + r['compile_forward_backward_s']:10.1f} "
           f"{r['peak_rss_mb']:8.0f} {r['pairs_per_s']:9.2e} {r['overflow']:8d}", flush=True)
+    for c in cotangents:
+      ratio = r.get(f"backward_r{c}_ratio")
+      print(f"{'':>9} backward with R = {c} cotangents at once: {r[f'backward_r{c}_s']:.4f} s"
+            + (f" ({ratio:.2f}x R = 1)" if ratio is not None else ""), flush=True)
   for r in records:
     if r["primitive"] != "3dgs":
       continue
@@ -181,7 +214,8 @@ def main():
             f"{rs['pallas']['forward_backward_s'] / rs['xla']['forward_backward_s']:.2f}")
   print(f"load average: {os.getloadavg()}", flush=True)
   if args.json:
-    print(json.dumps([{k: r[k] for k in KEYS} for r in records]))
+    print(json.dumps([{k: r[k] for k in KEYS + tuple(q for q in r if q.startswith("backward_r"))}
+                      for r in records]))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import custom_batching
 
 # Packed row columns.
 COEF = 0
@@ -294,52 +295,172 @@ def _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
   return out_state[inverse], out_last[inverse]
 
 
-def _backward_impl(packed, count, state, last, dstate, tile_size, tiles_x, params, tiles_per_chunk):
+def _step_pullback(t, m1, m2, g, g_lin, row_geom, row_lin, px, py, active, params: CompositeParams):
+  """One row's backward for R cotangents: the recompute once, the linear pull-back per cotangent.
+
+  `composite_step`'s VJP written out (`test_multi_cotangent.py` and the rasterizer's gradient tests
+  check it against autodiff, the dense reference and finite differences), so that the channels are
+  contracted as two einsums instead of one small op per channel.
+
+  Args:
+    t, m1, m2: (B, P) T, M1, M2 after the row.
+    g: dict of (R, B, P) cotangents of the state after the row: T, M1, M2, MEDIAN (these change
+      from row to row) and D, DIST (constant).
+    g_lin: (R, B, P, L) cotangents of the L = 3 + C normal and feature sums (constant).
+    row_geom: NORMAL (B, 1) columns COEF .. OPACITY; row_lin: (B, L) columns NORMAL .. end.
+
+  Returns:
+    ((t, m1, m2) before the row, g before it, drow (R, B, F)).
+  """
+  (alpha, depth), pull, valid = jax.vjp(lambda r: _alpha_depth(px, py, r, params), row_geom, has_aux=True)
+  take = active & valid
+  a = jnp.where(take, alpha, 0.0)
+  # The state before the row, as `composite_inverse` reconstructs it.
+  t_b = t / (1.0 - a)
+  w = a * t_b
+  safe_depth = jnp.where(a > 0, depth, 1.0)
+  scale = params.far / (params.far - params.near)
+  m = scale * (1.0 - params.near / safe_depth)
+  m1_b = m1 - m * w
+  m2_b = m2 - m * m * w
+  median = (a > 0) & (t_b > 0.5)
+  # d(everything w multiplies)/dw, per cotangent.
+  g_w = (g["D"] * depth + g["M1"] * m + g["M2"] * (m * m)
+         + g["DIST"] * (m * m * (1.0 - t_b) + m2_b - 2.0 * m * m1_b)
+         + jnp.einsum("rbpl,bl->rbp", g_lin, row_lin))
+  g_before = dict(g)
+  g_before["T"] = g["T"] * (1.0 - a) + g_w * a - g["DIST"] * (w * m * m)
+  g_before["M1"] = g["M1"] - g["DIST"] * (2.0 * m * w)
+  g_before["M2"] = g["M2"] + g["DIST"] * w
+  g_before["MEDIAN"] = jnp.where(median, 0.0, g["MEDIAN"])
+  d_a = t_b * (g_w - g["T"])
+  d_m = w * (g["M1"] + 2.0 * m * g["M2"] + g["DIST"] * (2.0 * m * (1.0 - t_b) - 2.0 * m1_b))
+  d_depth = (g["D"] * w + jnp.where(a > 0, d_m * (scale * params.near / (safe_depth * safe_depth)), 0.0)
+             + jnp.where(median, g["MEDIAN"], 0.0))
+  d_geom = jax.vmap(pull)((jnp.where(take, d_a, 0.0), d_depth))[0]
+  d_lin = jnp.einsum("rbpl,bp->rbl", g_lin, w)
+  drow = jnp.concatenate(list(d_geom) + [d_lin], axis=-1)
+  return (t_b, m1_b, m2_b), g_before, drow
+
+
+def _alpha_depth(px, py, row_geom, params):
+  alpha, depth, valid = splat_eval(px, py, row_geom, params)
+  return (alpha, depth), valid
+
+
+def _backward_impl(packed, count, state, last, dstates, tile_size, tiles_x, params, tiles_per_chunk,
+                   tiles_per_image):
+  """R cotangents at once: dstates (R, n_tiles, P, S) -> (R, n_tiles, K, F).
+
+  One recompute per tile and row (the intersection, alpha, the state before the row and the
+  derivatives of the step, none of which depends on the cotangent); only the contraction with the
+  cotangents runs R times (`_step_pullback`). Tile t's pixels are those of tile t % tiles_per_image
+  (frames folded into the tile axis).
+  """
   n_tiles, capacity, num_cols = packed.shape
-  nc = num_channels(num_cols)
-  num_state = NUM_STATE + nc
+  num_r = dstates.shape[0]
   b = tiles_per_chunk
   order, num_chunks = _chunking(count, b)
   n_slots = order.shape[0]
-  pad = lambda x: jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
-  packed_p, state_p, last_p, dstate_p = pad(packed), pad(state), pad(last), pad(dstate)
+  pad = lambda x, axis=0: jnp.concatenate(
+      [x, jnp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype)], axis)
+  packed_p, state_p, last_p, dstates_p = pad(packed), pad(state), pad(last), pad(dstates, 1)
 
   def chunk_body(ci, dpacked):
     tiles = jax.lax.dynamic_slice_in_dim(order, ci * b, b)
     rows = packed_p[tiles]  # (B, K, F)
-    px, py = tile_pixel_centers(tiles, tile_size, tiles_x, packed.dtype)
+    px, py = tile_pixel_centers(tiles % tiles_per_image, tile_size, tiles_x, packed.dtype)
     lst = last_p[tiles]  # (B, P)
     st = state_p[tiles]
-    dst = dstate_p[tiles]
+    dst = dstates_p[:, tiles]  # (R, B, P, S)
     kmax = jnp.max(lst)
     # Only T, M1, M2 are read by the step's derivative; the other sums need not be reconstructed.
     carried = (st[..., T], st[..., M1], st[..., M2])
-    dcarry = tuple(dst[..., i] for i in range(num_state))
+    g0 = {"T": dst[..., T], "M1": dst[..., M1], "M2": dst[..., M2], "MEDIAN": dst[..., MEDIAN],
+          "D": dst[..., D], "DIST": dst[..., DIST]}
+    g_lin = dst[..., N:]  # normal and feature sums: their cotangents pass every row unchanged
 
     def body(i, c):
-      (t, m1, m2), ds, drows = c
+      (t, m1, m2), g, drows = c
       k = kmax - 1 - i
-      row = _columns(jax.lax.dynamic_index_in_dim(rows, k, axis=1, keepdims=False))
-      active = k < lst
-      zeros = jnp.zeros_like(t)
-      after = [zeros] * num_state
-      after[T], after[M1], after[M2] = t, m1, m2
-      before = composite_inverse(tuple(after), row, px, py, active, params)
-      before = tuple(zeros if j not in (T, M1, M2) else before[j] for j in range(num_state))
-      _, vjp = jax.vjp(lambda s, r: composite_step(s, r, px, py, active, params), before, row)
-      dbefore, drow = vjp(ds)
-      drow = jnp.concatenate(drow, axis=1)  # (B, F)
-      drows = jax.lax.dynamic_update_index_in_dim(drows, drow, k, axis=1)
-      return (before[T], before[M1], before[M2]), dbefore, drows
+      row = jax.lax.dynamic_index_in_dim(rows, k, axis=1, keepdims=False)  # (B, F)
+      carried, g, drow = _step_pullback(t, m1, m2, g, g_lin, _columns(row[:, :NORMAL]),
+                                        row[:, NORMAL:], px, py, k < lst, params)
+      drows = jax.lax.dynamic_update_index_in_dim(drows, drow, k, axis=2)
+      return carried, g, drows
 
-    drows0 = jnp.zeros((b, capacity, num_cols), packed.dtype)
-    _, _, drows = jax.lax.fori_loop(0, kmax, body, (carried, dcarry, drows0))
-    return jax.lax.dynamic_update_slice_in_dim(dpacked, drows, ci * b, 0)
+    drows0 = jnp.zeros((num_r, b, capacity, num_cols), packed.dtype)
+    _, _, drows = jax.lax.fori_loop(0, kmax, body, (carried, g0, drows0))
+    return jax.lax.dynamic_update_slice_in_dim(dpacked, drows, ci * b, 1)
 
-  dpacked = jnp.zeros((n_slots, capacity, num_cols), packed.dtype)
+  dpacked = jnp.zeros((num_r, n_slots, capacity, num_cols), packed.dtype)
   dpacked = jax.lax.fori_loop(0, num_chunks, chunk_body, dpacked)
   inverse = jnp.zeros((n_tiles + 1,), jnp.int32).at[order].set(jnp.arange(n_slots, dtype=jnp.int32))
-  return dpacked[inverse[:n_tiles]]
+  return dpacked[:, inverse[:n_tiles]]
+
+
+def fold_cotangent_batch(fn, axis_size, in_batched, packed, count, state, last, dstates):
+  """vmap rule of a multi-cotangent backward fn(packed, count, state, last, dstates (R, ...)).
+
+  Batched only in the cotangents (vmap over cotangents, as `train/isolation.py` does): the batch
+  joins the R axis, so the per-tile recompute is shared. Anything else batched (a vmap over frames):
+  the frames join the tile axis (tiles are independent; fn locates pixels by tile % tiles per
+  image). Returns (out, True) with the batch leading, for `jax.custom_batching.custom_vmap`.
+  """
+  if in_batched[4] and not any(in_batched[:4]):
+    a, r = dstates.shape[:2]
+    out = fn(packed, count, state, last, dstates.reshape((a * r,) + dstates.shape[2:]))
+    return out.reshape((a, r) + out.shape[1:]), True
+  args = [x if bat else jnp.broadcast_to(x, (axis_size,) + x.shape)
+          for x, bat in zip((packed, count, state, last, dstates), in_batched)]
+  packed, count, state, last, dstates = args
+  n, r = packed.shape[1], dstates.shape[1]
+  flat = lambda x: x.reshape((axis_size * n,) + x.shape[2:])
+  ds = jnp.swapaxes(dstates, 0, 1)  # (R, A, n, P, S)
+  out = fn(flat(packed), flat(count), flat(state), flat(last),
+           ds.reshape((r, axis_size * n) + ds.shape[3:]))
+  return jnp.swapaxes(out.reshape((r, axis_size, n) + out.shape[2:]), 0, 1), True
+
+
+@functools.lru_cache(maxsize=None)
+def _multi_backward(tile_size, tiles_x, params, tiles_per_chunk, tiles_per_image):
+  """The backward over R cotangents, with `fold_cotangent_batch` as its vmap rule."""
+
+  @custom_batching.custom_vmap
+  def backward(packed, count, state, last, dstates):
+    return _backward_impl(packed, count, state, last, dstates, tile_size, tiles_x, params,
+                          tiles_per_chunk, tiles_per_image)
+
+  backward.def_vmap(functools.partial(fold_cotangent_batch, backward))
+  return backward
+
+
+def composite_tiles_backward(packed, count, state, last, dstates, *, tile_size: int, tiles_x: int,
+                             params: CompositeParams, tiles_per_chunk: int = 16):
+  """Gradients of R cotangents of `composite_tiles` at once (one recompute per tile, R pull-backs).
+
+  Args:
+    packed, count: as `composite_tiles`.
+    state: (n_tiles, P, S) its final pixel state; last: (n_tiles, P) int32 rows consumed per pixel
+      (`composite_tiles_forward`).
+    dstates: (R, n_tiles, P, S) float32 cotangents of the state.
+
+  Returns:
+    (R, n_tiles, K, F) float32: dstates[r] pulled back to `packed`, as R calls of the VJP would.
+    Under `jax.vmap` over dstates the batch joins R (this is how the custom VJP's backward is
+    shared by a vmapped VJP).
+  """
+  count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
+  return _multi_backward(tile_size, tiles_x, params, tiles_per_chunk, packed.shape[0])(
+      packed, count, state, last, dstates)
+
+
+def composite_tiles_forward(packed, count, *, tile_size: int, tiles_x: int, params: CompositeParams,
+                            tiles_per_chunk: int = 16):
+  """(final state (n_tiles, P, S), rows consumed per pixel (n_tiles, P) int32): what the backward
+  reads."""
+  count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
+  return _forward_impl(packed, count, tile_size, tiles_x, params, tiles_per_chunk)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -354,8 +475,8 @@ def _composite_fwd(packed, count, tile_size, tiles_x, params, tiles_per_chunk):
 
 def _composite_bwd(tile_size, tiles_x, params, tiles_per_chunk, res, dstate):
   packed, count, state, last = res
-  dpacked = _backward_impl(packed, count, state, last, dstate, tile_size, tiles_x, params,
-                           tiles_per_chunk)
+  dpacked = _multi_backward(tile_size, tiles_x, params, tiles_per_chunk, packed.shape[0])(
+      packed, count, state, last, dstate[None])[0]
   return dpacked, None
 
 

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import custom_batching
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
@@ -98,23 +99,28 @@ def _forward_kernel(s: _Static, count_ref, table_ref, state_ref, last_ref):
   last_ref[...] = last
 
 
-def _backward_kernel(s: _Static, table_ref, state_ref, last_ref, dstate_ref, dtable_ref):
+def _backward_kernel(s: _Static, tiles_per_image, table_ref, state_ref, last_ref, dstate_ref,
+                     dtable_ref):
   dtype = table_ref.dtype
   num_rows, num_cols = table_ref.shape
   num_state = state_ref.shape[1]
-  px, py = _pixels(s, dtype)
+  num_r = dstate_ref.shape[0]
+  # Frames folded into the grid (a vmap over frames): program t renders tile t % tiles_per_image.
+  px, py = composite.tile_pixel_centers(pl.program_id(0) % tiles_per_image, s.tile_size, s.tiles_x,
+                                        dtype)
   last = last_ref[...]
   kmax = jnp.max(last)
 
   def zero_row(k, carry):
-    for c in range(num_cols):
-      dtable_ref[k, c] = jnp.zeros((), dtype)
+    for r in range(num_r):
+      for c in range(num_cols):
+        dtable_ref[r, k, c] = jnp.zeros((), dtype)
     return carry
 
   jax.lax.fori_loop(kmax, num_rows, zero_row, 0)
 
   def body(i, carry):
-    (t, m1, m2), dstate = carry
+    (t, m1, m2), dstates = carry
     k = kmax - 1 - i
     row = _load_row(table_ref, k, num_cols)
     active = k < last
@@ -125,16 +131,20 @@ def _backward_kernel(s: _Static, table_ref, state_ref, last_ref, dstate_ref, dta
     # Only T, M1, M2 are read by the step's derivative; the rest stays zero (fewer live registers).
     before = tuple(before[j] if j in (composite.T, composite.M1, composite.M2) else zeros
                    for j in range(num_state))
+    # One linearisation per row; each of the R cotangents runs only its linear pull-back.
     _, vjp = jax.vjp(lambda st, r: composite.composite_step(st, r, px, py, active, s.params),
                      before, row)
-    dbefore, drow = vjp(dstate)
-    for c in range(num_cols):
-      dtable_ref[k, c] = drow[c]  # scalar: the row broadcasts over pixels, its cotangent is summed
-    return (before[composite.T], before[composite.M1], before[composite.M2]), dbefore
+    new_dstates = []
+    for r, dstate in enumerate(dstates):
+      dbefore, drow = vjp(dstate)
+      for c in range(num_cols):
+        dtable_ref[r, k, c] = drow[c]  # scalar: the row broadcasts over pixels, its cotangent is summed
+      new_dstates.append(dbefore)
+    return (before[composite.T], before[composite.M1], before[composite.M2]), tuple(new_dstates)
 
   carried = tuple(state_ref[:, j] for j in (composite.T, composite.M1, composite.M2))
-  dstate = tuple(dstate_ref[:, j] for j in range(num_state))
-  jax.lax.fori_loop(0, kmax, body, (carried, dstate))
+  dstates = tuple(tuple(dstate_ref[r, :, j] for j in range(num_state)) for r in range(num_r))
+  jax.lax.fori_loop(0, kmax, body, (carried, dstates))
 
 
 def _forward_call(s: _Static, packed, count):
@@ -156,23 +166,38 @@ def _forward_call(s: _Static, packed, count):
   )(count.reshape(num_tiles, 1), packed)
 
 
-def _backward_call(s: _Static, packed, state, last, dstate):
+def _backward_call(s: _Static, tiles_per_image, packed, state, last, dstates):
+  """(R, n_tiles, K, F) gradients of the R cotangents dstates (R, n_tiles, P, S), one program per tile."""
   num_tiles, num_rows, num_cols = packed.shape
+  num_r = dstates.shape[0]
   num_pixels = s.tile_size * s.tile_size
   num_state = state.shape[-1]
   return pl.pallas_call(
-      functools.partial(_backward_kernel, s),
-      out_shape=jax.ShapeDtypeStruct(packed.shape, packed.dtype),
+      functools.partial(_backward_kernel, s, tiles_per_image),
+      out_shape=jax.ShapeDtypeStruct((num_r,) + packed.shape, packed.dtype),
       grid=(num_tiles,),
       in_specs=[pl.BlockSpec((None, num_rows, num_cols), lambda t: (t, 0, 0)),
                 pl.BlockSpec((None, num_pixels, num_state), lambda t: (t, 0, 0)),
                 pl.BlockSpec((None, num_pixels), lambda t: (t, 0)),
-                pl.BlockSpec((None, num_pixels, num_state), lambda t: (t, 0, 0))],
-      out_specs=pl.BlockSpec((None, num_rows, num_cols), lambda t: (t, 0, 0)),
+                pl.BlockSpec((num_r, None, num_pixels, num_state), lambda t: (0, t, 0, 0))],
+      out_specs=pl.BlockSpec((num_r, None, num_rows, num_cols), lambda t: (0, t, 0, 0)),
       interpret=s.interpret,
       compiler_params=_compiler_params(s),
       name="fmgs_composite_backward",
-  )(packed, state, last, dstate)
+  )(packed, state, last, dstates)
+
+
+@functools.lru_cache(maxsize=None)
+def _multi_backward(s: _Static, tiles_per_image: int):
+  """The backward over R cotangents; vmapped cotangents join R, vmapped frames join the grid."""
+
+  @custom_batching.custom_vmap
+  def backward(packed, count, state, last, dstates):
+    del count  # `last` bounds every pixel's rows
+    return _backward_call(s, tiles_per_image, packed, state, last, dstates)
+
+  backward.def_vmap(functools.partial(composite.fold_cotangent_batch, backward))
+  return backward
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -182,12 +207,12 @@ def _composite(s: _Static, packed, count):
 
 def _composite_fwd(s, packed, count):
   state, last = _forward_call(s, packed, count)
-  return state, (packed, state, last)
+  return state, (packed, count, state, last)
 
 
 def _composite_bwd(s, res, dstate):
-  packed, state, last = res
-  return _backward_call(s, packed, state, last, dstate), None
+  packed, count, state, last = res
+  return _multi_backward(s, packed.shape[0])(packed, count, state, last, dstate[None])[0], None
 
 
 _composite.defvjp(_composite_fwd, _composite_bwd)
@@ -223,3 +248,28 @@ def composite_tiles_pallas(packed, count, *, tile_size: int, tiles_x: int, param
   count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
   s = _Static(tile_size, tiles_x, params, bool(interpret), num_warps)
   return _composite(s, packed, count)
+
+
+def _static(tile_size, tiles_x, params, interpret, num_warps):
+  if interpret is None:
+    interpret = jax.default_backend() != "gpu"
+  return _Static(tile_size, tiles_x, params, bool(interpret), num_warps)
+
+
+def composite_tiles_pallas_forward(packed, count, *, tile_size: int, tiles_x: int,
+                                   params: CompositeParams, interpret: bool | None = None,
+                                   num_warps: int = 4):
+  """(final state (n_tiles, P, S), rows consumed per pixel (n_tiles, P) int32), as
+  `composite.composite_tiles_forward`: what `composite_tiles_pallas_backward` reads."""
+  count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
+  return _forward_call(_static(tile_size, tiles_x, params, interpret, num_warps), packed, count)
+
+
+def composite_tiles_pallas_backward(packed, count, state, last, dstates, *, tile_size: int,
+                                    tiles_x: int, params: CompositeParams,
+                                    interpret: bool | None = None, num_warps: int = 4):
+  """R cotangents at once, as `composite.composite_tiles_backward`: dstates (R, n_tiles, P, S) ->
+  (R, n_tiles, K, F); one kernel program per tile recomputes each row once for all R."""
+  count = jnp.minimum(count.astype(jnp.int32), packed.shape[1])
+  s = _static(tile_size, tiles_x, params, interpret, num_warps)
+  return _multi_backward(s, packed.shape[0])(packed, count, state, last, dstates)

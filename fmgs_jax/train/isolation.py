@@ -16,7 +16,8 @@ The gradient applied is
 where M^q_k zeroes the cotangent of every quantity loss k may not move and M^g_k zeroes the gradient
 of every parameter group it may not move. Both stages run once (`jax.vjp`); only the cheap VJPs are
 repeated, once per distinct (M^q, M^g) row, since losses sharing a row are summed first (the VJPs are
-linear). With isolation disabled every row is "everything" and g is the plain gradient of
+linear); with `vectorize` the rows go through each VJP together (vmapped), and the rasterizer shares
+its per-tile recompute between them. With isolation disabled every row is "everything" and g is the plain gradient of
 sum_k w_k L_k, at the cost of a plain `jax.value_and_grad`.
 
 This equals, loss by loss, the gradient of L_k evaluated with `jax.lax.stop_gradient` on every
@@ -192,8 +193,10 @@ def isolated_value_and_grad(
     group_labels: pytree like params of group names (`optim.param_labels`); needed only when some
       row restricts parameter groups.
     has_aux: whether build_fn and render_fn both return (output, aux).
-    vectorize: pull the per-row cotangents back through the renderer with one vmapped VJP instead of
-      a Python loop over rows (same result; faster on accelerators, more memory).
+    vectorize: pull the per-row cotangents back through the renderer (and the per-group-row ones
+      through build_fn) with one vmapped VJP each instead of a Python loop over rows (same result to
+      float round-off). The rasterizer's backward takes a vmapped cotangent as R cotangents at once
+      (one recompute per tile), so the rows cost far less than R separate backward passes.
 
   Returns:
     total: () float32, sum_k weights[k] * value_k.
@@ -251,8 +254,14 @@ def isolated_value_and_grad(
     ct_q = _mask_quantities(jax.tree.map(jnp.add, dict(ct_render), dict(rows[key][1])), allowed_q)
     per_group_row[allowed_g] = _add(per_group_row.get(allowed_g), ct_q)
 
+  group_keys = list(per_group_row)
+  if vectorize and len(group_keys) > 1:
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[per_group_row[g] for g in group_keys])
+    pulled = jax.vmap(lambda ct: build_vjp(ct)[0])(stacked)
+    per_group = [jax.tree.map(lambda x, i=i: x[i], pulled) for i in range(len(group_keys))]
+  else:
+    per_group = [build_vjp(per_group_row[g])[0] for g in group_keys]
   grads = None
-  for allowed_g, ct_q in per_group_row.items():
-    g = build_vjp(ct_q)[0]
+  for allowed_g, g in zip(group_keys, per_group):
     grads = _add(grads, _mask_groups(g, group_labels, allowed_g))
   return total, values, grads, aux
